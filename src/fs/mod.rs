@@ -1,0 +1,1 @@
+//! The filesystem: opening a volume and reading it.

@@ -1,0 +1,14 @@
+//! OCFS2, the Oracle Cluster File System, as an embeddable library.
+//!
+//! The layers, top to bottom: `fs` (the filesystem behind the public `Volume`), `mkfs`
+//! (formatting), `format` (pure encode/decode of every on-disk structure) and `device` (block I/O).
+//! Calls only go down: `format` does no I/O and `device` knows nothing of OCFS2.
+#![deny(unsafe_code)]
+
+pub mod device;
+pub mod format;
+pub mod fs;
+pub mod mkfs;
+
+pub use device::{BlockDevice, DeviceError, FaultDevice, FileDevice, MemDevice};
+

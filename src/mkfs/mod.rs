@@ -1,0 +1,1 @@
+//! Formatting a volume the way mkfs.ocfs2 does.
