@@ -1,6 +1,6 @@
 //! OCFS2, the Oracle Cluster File System, as an embeddable library.
 //!
-//! The layers, top to bottom: `fs` (the filesystem behind the public `Volume`), `mkfs`
+//! The layers, top to bottom: `fs` (the filesystem behind the public [`Volume`]), `mkfs`
 //! (formatting), `format` (pure encode/decode of every on-disk structure) and `device` (block I/O).
 //! Calls only go down: `format` does no I/O and `device` knows nothing of OCFS2.
 #![deny(unsafe_code)]
@@ -11,4 +11,4 @@ pub mod fs;
 pub mod mkfs;
 
 pub use device::{BlockDevice, DeviceError, FaultDevice, FileDevice, MemDevice};
-
+pub use fs::{DirEntry, Error, FileType, Metadata, OpenOptions, StatFs, Volume, VolumeInfo};

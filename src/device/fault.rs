@@ -125,9 +125,7 @@ impl<D: BlockDevice> BlockDevice for FaultDevice<D> {
         for f in self.plan.lock().faults.iter() {
             match *f {
                 FaultKind::FailWrite(n) if n == index => fail = true,
-                FaultKind::FailWriteRange { start, end } if overlaps(offset, buf.len(), start, end) => {
-                    fail = true
-                }
+                FaultKind::FailWriteRange { start, end } if overlaps(offset, buf.len(), start, end) => fail = true,
                 FaultKind::CrashAfterWrite { last, torn_bytes } => {
                     if index > last {
                         drop_write = true;

@@ -13,18 +13,12 @@ use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
 /// How to open a [`FileDevice`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FileDeviceOptions {
     /// Open for writing as well as reading.
     pub writable: bool,
     /// Bypass the page cache. `None` chooses: on for block devices, off for regular files.
     pub direct: Option<bool>,
-}
-
-impl Default for FileDeviceOptions {
-    fn default() -> Self {
-        FileDeviceOptions { writable: false, direct: None }
-    }
 }
 
 /// A regular file or block device holding a volume.
@@ -63,14 +57,7 @@ impl FileDevice {
         let mut file = open.open(path)?;
         let size = if is_block { file.seek(SeekFrom::End(0))? } else { meta.len() };
         let sector_size = if is_block { block_sector_size(&file).unwrap_or(512) } else { 512 };
-        Ok(FileDevice {
-            file,
-            size,
-            sector_size,
-            direct,
-            writable: options.writable,
-            rmw: Mutex::new(()),
-        })
+        Ok(FileDevice { file, size, sector_size, direct, writable: options.writable, rmw: Mutex::new(()) })
     }
 
     /// True when I/O bypasses the page cache.
@@ -85,19 +72,15 @@ impl FileDevice {
 
     fn is_aligned(&self, offset: u64, ptr: *const u8, len: usize) -> bool {
         let a = self.align();
-        offset % a == 0 && (len as u64) % a == 0 && (ptr as usize as u64) % a == 0
+        offset.is_multiple_of(a) && (len as u64).is_multiple_of(a) && (ptr as usize as u64).is_multiple_of(a)
     }
 
     fn raw_read(&self, offset: u64, buf: &mut [u8]) -> Result<(), DeviceError> {
-        self.file
-            .read_exact_at(buf, offset)
-            .map_err(|e| DeviceError::from_io("read", offset, buf.len(), e))
+        self.file.read_exact_at(buf, offset).map_err(|e| DeviceError::from_io("read", offset, buf.len(), e))
     }
 
     fn raw_write(&self, offset: u64, buf: &[u8]) -> Result<(), DeviceError> {
-        self.file
-            .write_all_at(buf, offset)
-            .map_err(|e| DeviceError::from_io("write", offset, buf.len(), e))
+        self.file.write_all_at(buf, offset).map_err(|e| DeviceError::from_io("write", offset, buf.len(), e))
     }
 
     /// The aligned window `[start, end)` covering `[offset, offset + len)`.

@@ -225,9 +225,7 @@ impl SystemInode {
     /// The i_flags mkfs gives the inode, besides VALID and SYSTEM.
     pub fn iflags(self) -> u32 {
         match self {
-            SystemInode::GlobalInodeAlloc | SystemInode::ExtentAlloc | SystemInode::InodeAlloc => {
-                BITMAP_FL | CHAIN_FL
-            }
+            SystemInode::GlobalInodeAlloc | SystemInode::ExtentAlloc | SystemInode::InodeAlloc => BITMAP_FL | CHAIN_FL,
             SystemInode::Heartbeat => HEARTBEAT_FL,
             SystemInode::UserQuota
             | SystemInode::GroupQuota

@@ -13,7 +13,41 @@ pub mod bytes;
 pub mod checksum;
 pub mod constants;
 
+// The inode family and metaecc (fmtcore).
+pub mod blockcheck;
+pub mod chain;
+pub mod dinode;
+pub mod extent;
+pub mod group;
+pub mod inline;
+pub mod superblock;
+
+// On-disk structures besides the inode family (fmtrest).
+pub mod dir;
+pub mod dir_trailer;
+pub mod dx;
+pub mod heartbeat;
+pub mod jbd2;
+pub mod local_alloc;
+pub mod slot_map;
+pub mod truncate_log;
+
+pub use blockcheck::{BlockCheck, BlockCheckOutcome};
+pub use chain::{ChainList, ChainRec};
 pub use constants::*;
+pub use dinode::{Dinode, DINODE_ID2_OFFSET};
+pub use dir::{dir_rec_len, DirEntry};
+pub use dir_trailer::DirBlockTrailer;
+pub use dx::{DxEntry, DxEntryList, DxLeaf, DxRootBlock, DxRootBody};
+pub use extent::{ExtentBlock, ExtentList, ExtentRec};
+pub use group::GroupDesc;
+pub use heartbeat::HeartbeatBlock;
+pub use inline::InlineData;
+pub use jbd2::{CommitHeader, DescriptorBlock, JournalHeader, JournalSuperblock, RevokeBlock};
+pub use local_alloc::LocalAlloc;
+pub use slot_map::SlotMap;
+pub use superblock::{ClusterInfo, SuperBlock};
+pub use truncate_log::TruncateLog;
 
 use std::fmt;
 

@@ -1,0 +1,90 @@
+//! The public error of the filesystem layer, with the errno a C or FUSE caller sees.
+
+use crate::device::DeviceError;
+use crate::format::FormatError;
+use std::fmt;
+
+/// Everything a volume operation can fail with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The device failed.
+    Io(DeviceError),
+    /// A structure on disk is damaged; `block` says where.
+    Corrupt { block: u64, reason: String },
+    /// The volume uses a feature or state this library cannot handle.
+    Unsupported(String),
+    /// The device holds no OCFS2 volume.
+    NotOcfs2(String),
+    /// No entry of that name.
+    NotFound(String),
+    /// A path component is not a directory.
+    NotDir(String),
+    /// A directory was given where something else is needed.
+    IsDir(String),
+    /// The operation needs a different kind of file (for example, reading the target of a
+    /// regular file).
+    InvalidArgument(String),
+    /// A name is longer than 255 bytes.
+    NameTooLong(usize),
+    /// Too many levels of symbolic links.
+    Loop(String),
+    /// The volume is open read-only.
+    ReadOnly,
+}
+
+/// Results of the filesystem layer.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// The errno for C and FUSE callers (positive).
+    pub fn errno(&self) -> i32 {
+        match self {
+            Error::Io(e) => e.errno(),
+            Error::Corrupt { .. } => libc::EUCLEAN,
+            Error::Unsupported(_) => libc::EOPNOTSUPP,
+            Error::NotOcfs2(_) => libc::EINVAL,
+            Error::NotFound(_) => libc::ENOENT,
+            Error::NotDir(_) => libc::ENOTDIR,
+            Error::IsDir(_) => libc::EISDIR,
+            Error::InvalidArgument(_) => libc::EINVAL,
+            Error::NameTooLong(_) => libc::ENAMETOOLONG,
+            Error::Loop(_) => libc::ELOOP,
+            Error::ReadOnly => libc::EROFS,
+        }
+    }
+
+    /// A corruption found while decoding the structure at `block`.
+    pub(crate) fn format(block: u64, e: FormatError) -> Self {
+        Error::Corrupt { block, reason: e.to_string() }
+    }
+
+    pub(crate) fn corrupt(block: u64, reason: impl Into<String>) -> Self {
+        Error::Corrupt { block, reason: reason.into() }
+    }
+}
+
+impl From<DeviceError> for Error {
+    fn from(e: DeviceError) -> Self {
+        Error::Io(e)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io(e) => write!(f, "I/O error: {e}"),
+            Error::Corrupt { block, reason } => write!(f, "corrupt metadata in block {block}: {reason}"),
+            Error::Unsupported(what) => write!(f, "unsupported: {what}"),
+            Error::NotOcfs2(why) => write!(f, "not an OCFS2 volume: {why}"),
+            Error::NotFound(name) => write!(f, "{name}: no such file or directory"),
+            Error::NotDir(name) => write!(f, "{name}: not a directory"),
+            Error::IsDir(name) => write!(f, "{name}: is a directory"),
+            Error::InvalidArgument(why) => write!(f, "invalid argument: {why}"),
+            Error::NameTooLong(len) => write!(f, "name of {len} bytes is longer than 255 bytes"),
+            Error::Loop(path) => write!(f, "{path}: too many levels of symbolic links"),
+            Error::ReadOnly => write!(f, "the volume is open read-only"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}

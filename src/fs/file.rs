@@ -1,0 +1,109 @@
+//! Reading file contents: inline data, mapped extents, holes and unwritten extents.
+
+use super::error::{Error, Result};
+use super::extent_map::{map_cluster, Mapping};
+use super::inode::InodeView;
+use super::lock::LockLevel;
+use super::volume::{Volume, VolumeInner};
+use crate::format::extent::ExtentList;
+use crate::format::inline::InlineData;
+
+/// Largest single device read issued for one extent run.
+const MAX_RUN_BYTES: u64 = 8 << 20;
+
+/// Copies bytes `[offset, offset + buf.len())` of the file seen in `view` into `buf`, stopping at
+/// the end of the file; returns how many bytes were copied.
+pub(crate) fn read_view(vol: &VolumeInner, view: &InodeView, offset: u64, buf: &mut [u8]) -> Result<usize> {
+    let size = view.dinode.i_size;
+    if offset >= size || buf.is_empty() {
+        return Ok(0);
+    }
+    let want = (buf.len() as u64).min(size - offset) as usize;
+    let buf = &mut buf[..want];
+    let blkno = view.dinode.i_blkno;
+    if view.has_inline_data() {
+        let inline = InlineData::decode(view.id2()).map_err(|e| Error::format(blkno, e))?;
+        let data = &inline.data;
+        let start = offset as usize;
+        for (i, b) in buf.iter_mut().enumerate() {
+            // Bytes past the inline capacity cannot exist in a valid inode; read them as zeros.
+            *b = data.get(start + i).copied().unwrap_or(0);
+        }
+        return Ok(want);
+    }
+    let list = ExtentList::decode(view.id2()).map_err(|e| Error::format(blkno, e))?;
+    read_extents(vol, blkno, &list, offset, buf)?;
+    Ok(want)
+}
+
+/// Fills `buf` from logical byte `offset` of the data described by the extent tree `list`.
+pub(crate) fn read_extents(
+    vol: &VolumeInner,
+    owner: u64,
+    list: &ExtentList,
+    offset: u64,
+    buf: &mut [u8],
+) -> Result<()> {
+    let geo = vol.geo;
+    let cluster_size = geo.cluster_size as u64;
+    let mut done = 0usize;
+    while done < buf.len() {
+        let pos = offset + done as u64;
+        let cpos = u32::try_from(pos >> geo.cluster_bits)
+            .map_err(|_| Error::InvalidArgument(format!("offset {pos} is beyond the largest file")))?;
+        let in_cluster = pos & (cluster_size - 1);
+        let left = (buf.len() - done) as u64;
+        match map_cluster(vol, owner, list, cpos)? {
+            Mapping::Hole { clusters } => {
+                let run = (clusters as u64 * cluster_size - in_cluster).min(left) as usize;
+                buf[done..done + run].fill(0);
+                done += run;
+            }
+            Mapping::Data { blkno, clusters, unwritten } => {
+                let run = (clusters as u64 * cluster_size - in_cluster).min(left).min(MAX_RUN_BYTES) as usize;
+                let dest = &mut buf[done..done + run];
+                if unwritten {
+                    dest.fill(0);
+                } else {
+                    let byte = (blkno << geo.block_bits) + in_cluster;
+                    let first = byte >> geo.block_bits;
+                    vol.meta.check_range(first, (run as u64).div_ceil(geo.block_size as u64) + 1)?;
+                    vol.meta.device().read_at(byte, dest)?;
+                }
+                done += run;
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Volume {
+    /// Reads from the file `ino` at byte `offset`; returns the bytes read (0 at end of file).
+    pub fn read(&self, ino: u64, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        let inner = &*self.inner;
+        let inode = self.inode(ino)?;
+        inode.with_meta(inner, LockLevel::Shared, |view| {
+            if view.file_type() == Some(super::inode::FileType::Directory) {
+                return Err(Error::IsDir(format!("inode {ino}")));
+            }
+            read_view(inner, view, offset, buf)
+        })
+    }
+
+    /// The whole contents of file `ino`.
+    pub fn read_all(&self, ino: u64) -> Result<Vec<u8>> {
+        let size = self.metadata(ino)?.size;
+        let len = usize::try_from(size).map_err(|_| Error::InvalidArgument("file too large for memory".into()))?;
+        let mut out = vec![0u8; len];
+        let mut done = 0;
+        while done < len {
+            let n = self.read(ino, done as u64, &mut out[done..])?;
+            if n == 0 {
+                out.truncate(done);
+                break;
+            }
+            done += n;
+        }
+        Ok(out)
+    }
+}

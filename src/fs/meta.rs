@@ -1,0 +1,120 @@
+//! Reading metadata blocks: bounds, metaecc and a small cache.
+//!
+//! Every metadata block the filesystem uses comes through [`MetaReader::read`], which checks
+//! that the block is inside the volume and, on volumes with metaecc, verifies (and where it
+//! can, corrects) the block before anything decodes it. Cached blocks are kept until the cache
+//! is cleared, which the lock layer does when a lock guarding them is lost.
+
+use super::error::{Error, Result};
+use super::volume::Geometry;
+use crate::device::BlockDevice;
+use crate::format::blockcheck::{self, BlockCheckOutcome};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// What a metadata block holds, which says where its check field sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockKind {
+    SuperBlock,
+    Inode,
+    ExtentBlock,
+    /// A directory block with a trailer at its end.
+    DirBlockWithTrailer,
+    /// A directory block without a trailer: no checksum.
+    DirBlockPlain,
+    DxRoot,
+    DxLeaf,
+}
+
+impl BlockKind {
+    fn check_offset(self, block_size: usize) -> Option<usize> {
+        match self {
+            BlockKind::SuperBlock | BlockKind::Inode => Some(blockcheck::INODE_CHECK_OFFSET),
+            BlockKind::ExtentBlock => Some(blockcheck::EXTENT_BLOCK_CHECK_OFFSET),
+            BlockKind::DirBlockWithTrailer => Some(blockcheck::dir_trailer_check_offset(block_size)),
+            BlockKind::DirBlockPlain => None,
+            BlockKind::DxRoot => Some(blockcheck::DX_ROOT_CHECK_OFFSET),
+            BlockKind::DxLeaf => Some(blockcheck::DX_LEAF_CHECK_OFFSET),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            BlockKind::SuperBlock => "superblock",
+            BlockKind::Inode => "inode",
+            BlockKind::ExtentBlock => "extent block",
+            BlockKind::DirBlockWithTrailer | BlockKind::DirBlockPlain => "directory block",
+            BlockKind::DxRoot => "indexed directory root",
+            BlockKind::DxLeaf => "indexed directory leaf",
+        }
+    }
+}
+
+/// Most metadata blocks kept in memory before the cache starts over.
+const CACHE_BLOCKS: usize = 8192;
+
+/// Reads and checks metadata blocks for one volume.
+pub(crate) struct MetaReader {
+    dev: Box<dyn BlockDevice>,
+    geo: Geometry,
+    /// The superblock's i_fs_generation: every metadata block must carry it.
+    pub fs_generation: u32,
+    metaecc: bool,
+    device_blocks: u64,
+    cache: Mutex<HashMap<u64, Arc<[u8]>>>,
+}
+
+impl MetaReader {
+    pub fn new(dev: Box<dyn BlockDevice>, geo: Geometry, fs_generation: u32, metaecc: bool) -> Self {
+        let device_blocks = dev.len() >> geo.block_bits;
+        MetaReader { dev, geo, fs_generation, metaecc, device_blocks, cache: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn device(&self) -> &dyn BlockDevice {
+        self.dev.as_ref()
+    }
+
+    /// Fails unless `[blkno, blkno + count)` lies inside the device.
+    pub fn check_range(&self, blkno: u64, count: u64) -> Result<()> {
+        match blkno.checked_add(count) {
+            Some(end) if (end <= self.device_blocks && blkno > 0) || count == 0 => Ok(()),
+            _ => Err(Error::corrupt(blkno, format!("block range of {count} blocks at {blkno} is outside the volume"))),
+        }
+    }
+
+    /// A metadata block, checked for `kind`.
+    pub fn read(&self, blkno: u64, kind: BlockKind) -> Result<Arc<[u8]>> {
+        if let Some(b) = self.cache.lock().get(&blkno) {
+            return Ok(b.clone());
+        }
+        self.check_range(blkno, 1)?;
+        let mut block = vec![0u8; self.geo.block_size as usize];
+        self.dev.read_at(self.geo.block_offset(blkno), &mut block)?;
+        self.check_block(blkno, kind, &mut block)?;
+        let block: Arc<[u8]> = block.into();
+        let mut cache = self.cache.lock();
+        if cache.len() >= CACHE_BLOCKS {
+            cache.clear();
+        }
+        cache.insert(blkno, block.clone());
+        Ok(block)
+    }
+
+    /// Verifies metaecc of a block read by other means; may correct it in place.
+    pub fn check_block(&self, blkno: u64, kind: BlockKind, block: &mut [u8]) -> Result<()> {
+        if !self.metaecc {
+            return Ok(());
+        }
+        let Some(off) = kind.check_offset(block.len()) else {
+            return Ok(());
+        };
+        match blockcheck::verify(block, off, kind.name()).map_err(|e| Error::format(blkno, e))? {
+            BlockCheckOutcome::Clean => {}
+            BlockCheckOutcome::Corrected { bit } => {
+                log::warn!("{} at block {blkno}: corrected a flipped bit ({bit}) by metaecc", kind.name());
+            }
+        }
+        Ok(())
+    }
+}
