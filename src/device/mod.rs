@@ -121,3 +121,6 @@ pub(crate) fn check_range(offset: u64, len: usize, size: u64) -> Result<(), Devi
         _ => Err(DeviceError::OutOfRange { offset, len, size }),
     }
 }
+
+#[cfg(test)]
+mod tests;

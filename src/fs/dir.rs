@@ -99,6 +99,7 @@ fn walk_dir<B>(
             Mapping::Data { blkno, clusters, .. } => {
                 let skip = lblk % per_cluster;
                 let run = (clusters as u64 * per_cluster - skip).min(blocks - lblk);
+                vol.meta.check_range(blkno, skip + run)?;
                 for i in 0..run {
                     if let ControlFlow::Break(b) = scan_block(vol, blkno + skip + i, kind, &mut f)? {
                         return Ok(Some(b));

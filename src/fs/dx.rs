@@ -64,7 +64,9 @@ fn search_tree(vol: &VolumeInner, dir: u64, tree: &ExtentList, hash: (u32, u32),
         return Ok(None);
     };
     let per_cluster = vol.geo.blocks_per_cluster() as u32;
-    let leaf_blkno = blkno_of_cluster + u64::from(dx_hash_block_index(minor, per_cluster));
+    let leaf_blkno = blkno_of_cluster
+        .checked_add(u64::from(dx_hash_block_index(minor, per_cluster)))
+        .ok_or_else(|| Error::corrupt(dir, "index leaf beyond the address space"))?;
     let block = vol.meta.read(leaf_blkno, BlockKind::DxLeaf)?;
     let leaf = DxLeaf::decode(&block).map_err(|e| Error::format(leaf_blkno, e))?;
     leaf.check_owner(leaf_blkno, vol.meta.fs_generation).map_err(|e| Error::format(leaf_blkno, e))?;

@@ -65,10 +65,9 @@ pub(crate) fn read_extents(
                 if unwritten {
                     dest.fill(0);
                 } else {
-                    let byte = (blkno << geo.block_bits) + in_cluster;
-                    let first = byte >> geo.block_bits;
-                    vol.meta.check_range(first, (run as u64).div_ceil(geo.block_size as u64) + 1)?;
-                    vol.meta.device().read_at(byte, dest)?;
+                    // `in_cluster` may start mid-block: cover the block it starts in too.
+                    vol.meta.check_range(blkno, (in_cluster + run as u64).div_ceil(geo.block_size as u64))?;
+                    vol.meta.device().read_at(geo.block_offset(blkno) + in_cluster, dest)?;
                 }
                 done += run;
             }
@@ -92,18 +91,16 @@ impl Volume {
 
     /// The whole contents of file `ino`.
     pub fn read_all(&self, ino: u64) -> Result<Vec<u8>> {
-        let size = self.metadata(ino)?.size;
-        let len = usize::try_from(size).map_err(|_| Error::InvalidArgument("file too large for memory".into()))?;
-        let mut out = vec![0u8; len];
-        let mut done = 0;
-        while done < len {
-            let n = self.read(ino, done as u64, &mut out[done..])?;
+        // Grow as data arrives rather than trusting i_size for one allocation: a damaged size
+        // must not be able to exhaust memory before the first read fails.
+        let mut out = Vec::new();
+        let mut chunk = vec![0u8; 1 << 20];
+        loop {
+            let n = self.read(ino, out.len() as u64, &mut chunk)?;
             if n == 0 {
-                out.truncate(done);
-                break;
+                return Ok(out);
             }
-            done += n;
+            out.extend_from_slice(&chunk[..n]);
         }
-        Ok(out)
     }
 }
