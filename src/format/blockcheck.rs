@@ -213,7 +213,7 @@ mod tests {
     use super::*;
     use crate::format::dinode::Dinode;
     use crate::format::group::GroupDesc;
-    use crate::format::superblock::testimg::{self, TestImage, XorShift};
+    use crate::format::testutil::{self, TestImage, XorShift};
 
     #[test]
     fn code_positions_skip_powers_of_two() {
@@ -287,7 +287,7 @@ mod tests {
             let block = img.block(blkno);
             let di = Dinode::decode(&block).unwrap_or_else(|e| panic!("{name}: {e}"));
             if di.is_chain() {
-                for gd_blkno in testimg::chain_group_blknos(img, &block) {
+                for gd_blkno in testutil::chain_group_blknos(img, &block) {
                     let gd_block = img.block(gd_blkno);
                     GroupDesc::decode(&gd_block).unwrap();
                     out.push((gd_blkno, GROUP_DESC_CHECK_OFFSET, gd_block));
@@ -300,7 +300,7 @@ mod tests {
 
     #[test]
     fn mkfs_metaecc_blocks_verify_clean_and_compute_reproduces_their_check() {
-        for img in [testimg::ecc4k(), testimg::ecc512()] {
+        for img in [testutil::ecc4k(), testutil::ecc512()] {
             let blocks = checked_blocks(img);
             assert!(blocks.len() > 20, "expected many checked blocks, got {}", blocks.len());
             for (blkno, off, block) in blocks {
@@ -321,7 +321,7 @@ mod tests {
         let seed = 0x5eed_0001;
         println!("seed {seed:#x}");
         let mut rng = XorShift::new(seed);
-        for img in [testimg::ecc4k(), testimg::ecc512()] {
+        for img in [testutil::ecc4k(), testutil::ecc512()] {
             for (blkno, off, block) in checked_blocks(img) {
                 for _ in 0..8 {
                     let nbits = block.len() * 8;
@@ -352,7 +352,7 @@ mod tests {
         let seed = 0x5eed_0002;
         println!("seed {seed:#x}");
         let mut rng = XorShift::new(seed);
-        for img in [testimg::ecc4k(), testimg::ecc512()] {
+        for img in [testutil::ecc4k(), testutil::ecc512()] {
             for (blkno, off, block) in checked_blocks(img) {
                 for _ in 0..4 {
                     let nbits = block.len() as u64 * 8;
@@ -378,7 +378,7 @@ mod tests {
 
     #[test]
     fn every_single_bit_flip_of_a_real_4k_inode_is_corrected() {
-        let img = testimg::ecc4k();
+        let img = testutil::ecc4k();
         let blkno = img.system_inode("global_bitmap");
         let block = img.block(blkno);
         let off = INODE_CHECK_OFFSET;
@@ -398,11 +398,9 @@ mod tests {
     #[test]
     fn verify_never_panics_on_random_or_mutated_buffers() {
         let seed = 0xbc_5eed;
-        println!("seed {seed:#x}");
-        let mut rng = XorShift::new(seed);
-        let img = testimg::ecc512();
+        let img = testutil::ecc512();
         let seeds = vec![img.block(2), img.block(img.system_inode("global_bitmap"))];
-        testimg::fuzz(&mut rng, &seeds, |buf| {
+        testutil::fuzz(seed, &seeds, |buf| {
             for off in [INODE_CHECK_OFFSET, EXTENT_BLOCK_CHECK_OFFSET, GROUP_DESC_CHECK_OFFSET] {
                 let mut b = buf.to_vec();
                 let _ = verify(&mut b, off, "fuzz");

@@ -438,7 +438,7 @@ impl Default for Dinode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::superblock::testimg::{self, XorShift};
+    use crate::format::testutil::{self, XorShift};
 
     fn sample() -> Dinode {
         let mut rng = XorShift::new(0xd1_0de);
@@ -571,7 +571,7 @@ mod tests {
 
     #[test]
     fn system_inodes_match_debugfs() {
-        for img in [testimg::img4k(), testimg::img512()] {
+        for img in [testutil::img4k(), testutil::img512()] {
             let sb_gen = Dinode::decode_superblock_inode(&img.block(2)).unwrap().i_fs_generation;
             for (name, blkno) in img.system_inodes() {
                 let block = img.block(blkno);
@@ -579,31 +579,31 @@ mod tests {
                 di.validate(blkno, sb_gen).unwrap();
                 assert!(di.is_system(), "{name}");
                 let out = img.debugfs(&format!("stat <{blkno}>"));
-                assert_eq!(testimg::field(&out, "Inode:"), blkno, "{name}");
-                assert_eq!(testimg::field(&out, "FS Generation:"), u64::from(di.i_fs_generation), "{name}");
-                assert_eq!(testimg::field(&out, "Size:"), di.i_size, "{name}");
-                assert_eq!(testimg::field(&out, "Links:"), u64::from(di.links_count()), "{name}");
-                assert_eq!(testimg::field(&out, "Clusters:"), u64::from(di.i_clusters), "{name}");
-                assert_eq!(testimg::field(&out, "Sub Alloc Bit:"), u64::from(di.i_suballoc_bit), "{name}");
-                assert_eq!(testimg::field_str(&out, "Sub Alloc Slot:"), "Global", "{name}");
+                assert_eq!(testutil::field(&out, "Inode:"), blkno, "{name}");
+                assert_eq!(testutil::field(&out, "FS Generation:"), u64::from(di.i_fs_generation), "{name}");
+                assert_eq!(testutil::field(&out, "Size:"), di.i_size, "{name}");
+                assert_eq!(testutil::field(&out, "Links:"), u64::from(di.links_count()), "{name}");
+                assert_eq!(testutil::field(&out, "Clusters:"), u64::from(di.i_clusters), "{name}");
+                assert_eq!(testutil::field(&out, "Sub Alloc Bit:"), u64::from(di.i_suballoc_bit), "{name}");
+                assert_eq!(testutil::field_str(&out, "Sub Alloc Slot:"), "Global", "{name}");
                 assert_eq!(di.i_suballoc_slot, INVALID_SLOT, "{name}");
-                assert_eq!(testimg::field_str(&out, "Mode:"), format!("0{:o}", di.i_mode & 0o7777), "{name}");
-                let ctime = testimg::field_str(&out, "ctime:");
+                assert_eq!(testutil::field_str(&out, "Mode:"), format!("0{:o}", di.i_mode & 0o7777), "{name}");
+                let ctime = testutil::field_str(&out, "ctime:");
                 assert_eq!(ctime, format!("{:#x}", di.i_ctime), "{name}");
                 // Flags the real tool names, against our bits.
-                let flags = testimg::line_after(&out, "Flags:");
+                let flags = testutil::line_after(&out, "Flags:");
                 assert_eq!(flags.contains("Valid"), di.is_valid(), "{name}");
                 assert_eq!(flags.contains("Chain"), di.is_chain(), "{name}");
                 assert_eq!(flags.contains("Journal"), di.is_journal(), "{name}");
                 assert_eq!(flags.contains("Heartbeat"), di.is_heartbeat(), "{name}");
-                let dynf = testimg::line_after(&out, "Dynamic Features:");
+                let dynf = testutil::line_after(&out, "Dynamic Features:");
                 assert!(dynf.starts_with(&format!("({:#x})", di.i_dyn_features)), "{name}: {dynf}");
                 if di.is_chain() || di.is_local_alloc() {
-                    assert_eq!(testimg::field(&out, "Bitmap Total:"), u64::from(di.i_total()), "{name}");
-                    assert_eq!(testimg::field(&out, "Used:"), u64::from(di.i_used()), "{name}");
+                    assert_eq!(testutil::field(&out, "Bitmap Total:"), u64::from(di.i_total()), "{name}");
+                    assert_eq!(testutil::field(&out, "Used:"), u64::from(di.i_used()), "{name}");
                 }
                 if di.is_journal() {
-                    assert_eq!(testimg::field(&out, "Recovery Generation:"), u64::from(di.ij_recovery_generation()));
+                    assert_eq!(testutil::field(&out, "Recovery Generation:"), u64::from(di.ij_recovery_generation()));
                     assert_eq!(di.ij_flags() & JOURNAL_DIRTY_FL, 0, "a fresh journal is clean");
                 }
                 let mut again = block.clone();
@@ -616,11 +616,9 @@ mod tests {
     #[test]
     fn decode_never_panics_on_random_or_mutated_buffers() {
         let seed = 0xd1_5eed;
-        println!("seed {seed:#x}");
-        let mut rng = XorShift::new(seed);
-        let img = testimg::img4k();
+        let img = testutil::img4k();
         let seeds = vec![img.block(2), img.block(img.system_inode("global_bitmap"))];
-        testimg::fuzz(&mut rng, &seeds, |buf| {
+        testutil::fuzz(seed, &seeds, |buf| {
             for di in [Dinode::decode(buf), Dinode::decode_superblock_inode(buf)].into_iter().flatten() {
                 let mut out = buf.to_vec();
                 di.encode(&mut out).unwrap();

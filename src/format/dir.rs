@@ -97,7 +97,7 @@ impl DirEntry {
         if rl < DIR_MEMBER_LEN {
             return Err(corrupt(offset, format!("rec_len {rec_len} is smaller than the 12-byte header")));
         }
-        if rl % DIR_PAD != 0 {
+        if !padded(rl) {
             return Err(corrupt(offset, format!("rec_len {rec_len} is not a multiple of 4")));
         }
         if DIR_MEMBER_LEN + name_len as usize > rl {
@@ -129,10 +129,10 @@ impl DirEntry {
         if self.name.len() != self.name_len as usize {
             return Err(corrupt(offset, format!("name is {} bytes, name_len {}", self.name.len(), self.name_len)));
         }
-        if rl < self.min_rec_len() || rl % DIR_PAD != 0 {
+        if rl < self.min_rec_len() || !padded(rl) {
             return Err(corrupt(offset, format!("rec_len {rl} cannot hold a {}-byte name", self.name_len)));
         }
-        if !offset.checked_add(rl).is_some_and(|end| end <= area.len()) {
+        if offset.checked_add(rl).is_none_or(|end| end > area.len()) {
             return Err(corrupt(offset, format!("rec_len {rl} crosses the end of the area ({} bytes)", area.len())));
         }
         put_le64(area, offset, self.inode);
@@ -143,6 +143,11 @@ impl DirEntry {
         area[name_start..name_start + self.name.len()].copy_from_slice(&self.name);
         Ok(())
     }
+}
+
+/// True for a record length on the 4-byte grid.
+fn padded(rec_len: usize) -> bool {
+    rec_len & (DIR_PAD - 1) == 0
 }
 
 fn corrupt(offset: usize, detail: impl std::fmt::Display) -> FormatError {
@@ -306,17 +311,45 @@ mod tests {
         assert!(b[15..].iter().all(|&x| x == 0x55));
         assert_eq!(DirEntry::decode_at(&b, 0).unwrap(), e);
     }
+
+    #[test]
+    fn random_and_mutated_areas_never_panic_the_walk() {
+        let mut seed = vec![0u8; 4096];
+        let mut off = 0;
+        for (i, n) in [&b"."[..], b"..", b"lost+found", b"a-much-longer-name-than-the-others"].iter().enumerate() {
+            let mut e = DirEntry::new(5 + i as u64, n, FT_REG_FILE);
+            if i == 3 {
+                e.rec_len = (4032 - off) as u16;
+            }
+            e.encode_at(&mut seed, off).unwrap();
+            off += e.rec_len as usize;
+        }
+        encode_empty_record(&mut seed, 4032, 64).unwrap();
+        crate::format::testutil::fuzz(0xD1E5_0001, &[seed], |buf| {
+            for include_empty in [false, true] {
+                let n = dir_entries(buf, include_empty).count();
+                assert!(n <= buf.len() / DIR_MEMBER_LEN + 1);
+            }
+            for off in [0, 12, buf.len() / 2, buf.len(), usize::MAX - 3] {
+                if let Ok(d) = DirEntry::decode_at(buf, off) {
+                    let mut copy = buf.to_vec();
+                    d.encode_at(&mut copy, off).unwrap();
+                    assert_eq!(DirEntry::decode_at(&copy, off).unwrap(), d);
+                }
+            }
+        });
+    }
 }
 
 /// Tests whose other side is ocfs2-tools: directories made by mkfs.ocfs2 and tunefs.ocfs2,
 /// listed by debugfs.ocfs2.
 #[cfg(test)]
 mod reference_tests {
-    use super::scratch::{indexed_dirs_image, Scratch};
     use super::*;
     use crate::format::blockcheck::{self, dir_trailer_check_offset, BlockCheckOutcome};
     use crate::format::dir_trailer::{trailer_offset, DirBlockTrailer, DIR_TRAILER_SIZE};
     use crate::format::inline::INLINE_DATA_OFFSET;
+    use crate::format::testutil::{field, indexed_dirs_image, TestImage};
 
     /// One block of `dirblocks` output.
     struct Listed {
@@ -327,12 +360,12 @@ mod reference_tests {
         entries: Vec<(u64, u64, u64, u64, String)>,
     }
 
-    fn dirblocks(img: &Scratch, dir: &str) -> Vec<Listed> {
+    fn dirblocks(img: &TestImage, dir: &str) -> Vec<Listed> {
         let out = img.debugfs(&format!("dirblocks {dir}"));
         let mut blocks: Vec<Listed> = Vec::new();
         for line in out.lines() {
             let t = line.trim_start_matches('\t');
-            let num = |key: &str| Scratch::field(t, key);
+            let num = |key: &str| field(t, key);
             let hex = |key: &str| {
                 let at = t.find(key).expect("key") + key.len();
                 u64::from_str_radix(t[at..].split_whitespace().next().expect("value"), 16).expect("hex")
@@ -368,13 +401,13 @@ mod reference_tests {
 
     /// Decodes every listed block of `dir` and compares it with `dirblocks`; returns how many
     /// entries were compared.
-    fn check_dir(img: &Scratch, dir: &str, expect_trailers: bool) -> usize {
+    fn check_dir(img: &TestImage, dir: &str, expect_trailers: bool) -> usize {
         let mut compared = 0;
         let listed = dirblocks(img, dir);
         assert!(!listed.is_empty(), "{dir}: no blocks listed");
         for lb in listed {
             let block = img.block(lb.blkno);
-            let area = if expect_trailers { &block[..trailer_offset(img.bs)] } else { &block[..] };
+            let area = if expect_trailers { &block[..trailer_offset(img.block_size)] } else { &block[..] };
             let ours: Vec<(usize, DirEntry)> = dir_entries(area, true).collect::<Result<_>>().expect("valid block");
             let as_listed: Vec<_> = ours
                 .iter()
@@ -388,7 +421,7 @@ mod reference_tests {
 
             // Rewriting every record and the trailer into a zeroed block gives the block back,
             // except the slack after each name, which may hold stale bytes of moved entries.
-            let mut again = vec![0u8; img.bs];
+            let mut again = vec![0u8; img.block_size];
             let mut masked = block.clone();
             for (off, d) in &ours {
                 d.encode_at(&mut again, *off).unwrap();
@@ -429,7 +462,7 @@ mod reference_tests {
 
     #[test]
     fn unindexed_dir_blocks_without_metaecc_have_no_trailer() {
-        let img = Scratch::mkfs("dirplain", "512M", 1024, &["-N", "8", "--fs-feature-level=max-compat"]);
+        let img = TestImage::mkfs("dirplain", "512M", 1024, &["-N", "8", "--fs-feature-level=max-compat"]);
         let n = check_dir(&img, "//", false);
         assert!(n > 40);
         check_dir(&img, "/", false);
@@ -437,24 +470,29 @@ mod reference_tests {
     }
 
     #[test]
-    fn metaecc_dir_blocks_carry_checks_debugfs_agrees_with() {
-        let img =
-            Scratch::mkfs("direcc", "256M", 512, &["-N", "4", "-J", "size=4M", "--fs-features=metaecc,noinline-data"]);
+    fn metaecc_dir_trailers_hold_checks_that_verify() {
+        let img = TestImage::mkfs(
+            "direcc",
+            "256M",
+            512,
+            &["-N", "4", "-J", "size=4M", "--fs-features=metaecc,noinline-data"],
+        );
         check_dir(&img, "//", true);
         for lb in dirblocks(&img, "//") {
             let mut block = img.block(lb.blkno);
-            let outcome = blockcheck::verify(&mut block, dir_trailer_check_offset(img.bs), "dir block").unwrap();
+            let outcome =
+                blockcheck::verify(&mut block, dir_trailer_check_offset(img.block_size), "dir block").unwrap();
             assert_eq!(outcome, BlockCheckOutcome::Clean, "block {}", lb.blkno);
         }
     }
 
     #[test]
     fn inline_system_dir_lists_like_debugfs() {
-        let img = Scratch::mkfs("dirinl", "256M", 4096, &["-N", "4"]);
+        let img = TestImage::mkfs("dirinl", "256M", 4096, &["-N", "4"]);
         let stat = img.debugfs("stat //");
         assert!(stat.contains("InlineData"), "the system dir is expected inline: {stat}");
-        let size = Scratch::field(&stat, "Size:") as usize;
-        let ino = Scratch::field(&stat, "Inode:");
+        let size = field(&stat, "Size:") as usize;
+        let ino = field(&stat, "Inode:");
         let block = img.block(ino);
         let area = &block[INLINE_DATA_OFFSET..INLINE_DATA_OFFSET + size];
         let ours: Vec<(String, u64)> = decode_entries(area)
@@ -466,235 +504,6 @@ mod reference_tests {
         assert_eq!(ours.len(), listed.len());
         for (name, ino) in ours {
             assert_eq!(listed.get(&name), Some(&ino), "{name}");
-        }
-    }
-}
-
-/// Scratch images for the tests of this family of structures: each test formats its own image
-/// under /tmp/fmtrest with mkfs.ocfs2, may write blocks into it, and compares what
-/// debugfs.ocfs2 prints with what the decoders read. Images are removed on drop.
-#[cfg(test)]
-pub(crate) mod scratch {
-    use std::collections::BTreeMap;
-    use std::fs::{File, OpenOptions};
-    use std::io::Write;
-    use std::os::unix::fs::FileExt;
-    use std::path::PathBuf;
-    use std::process::{Command, Stdio};
-    use std::sync::atomic::{AtomicU32, Ordering};
-
-    /// xorshift64*: a tiny seeded PRNG, so failures replay from the printed seed.
-    pub struct XorShift(u64);
-
-    impl XorShift {
-        pub fn new(seed: u64) -> Self {
-            XorShift(seed.max(1))
-        }
-        pub fn next_u64(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            self.0 = x;
-            x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-        pub fn below(&mut self, n: u64) -> u64 {
-            self.next_u64() % n.max(1)
-        }
-        pub fn fill(&mut self, buf: &mut [u8]) {
-            for chunk in buf.chunks_mut(8) {
-                let v = self.next_u64().to_le_bytes();
-                chunk.copy_from_slice(&v[..chunk.len()]);
-            }
-        }
-    }
-
-    /// Calls `f` on buffers of every length 0..=4096: random bytes, and each seed buffer cut
-    /// or zero-padded to that length with a few bytes changed.
-    pub fn fuzz(seed: u64, seeds: &[Vec<u8>], mut f: impl FnMut(&[u8])) {
-        println!("fuzz seed {seed:#x}");
-        let mut rng = XorShift::new(seed);
-        for len in 0..=4096usize {
-            let mut buf = vec![0u8; len];
-            rng.fill(&mut buf);
-            f(&buf);
-            for s in seeds {
-                let mut buf = s.clone();
-                buf.resize(len, 0);
-                if len > 0 {
-                    for _ in 0..=rng.below(4) {
-                        let at = rng.below(len as u64) as usize;
-                        buf[at] = rng.next_u64() as u8;
-                    }
-                }
-                f(&buf);
-            }
-        }
-    }
-
-    pub struct Scratch {
-        pub path: PathBuf,
-        pub bs: usize,
-        file: File,
-    }
-
-    static SEQ: AtomicU32 = AtomicU32::new(0);
-
-    fn run(prog: &str, args: &[&str], path: &PathBuf) -> String {
-        let mut child = Command::new(prog)
-            .args(args)
-            .arg(path)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{prog} is needed for this test (install ocfs2-tools): {e}"));
-        // Answer yes to any question the tool asks.
-        let _ = child.stdin.take().expect("stdin").write_all(b"y\ny\ny\ny\n");
-        let out = child.wait_with_output().expect("wait for tool");
-        assert!(
-            out.status.success(),
-            "{prog} {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    impl Scratch {
-        /// Formats a fresh `size` image with `mkfs.ocfs2 -q -F -M local -b bs` and `args`.
-        pub fn mkfs(name: &str, size: &str, bs: usize, args: &[&str]) -> Scratch {
-            let dir = PathBuf::from("/tmp/fmtrest");
-            std::fs::create_dir_all(&dir).expect("create /tmp/fmtrest");
-            let n = SEQ.fetch_add(1, Ordering::Relaxed);
-            let path = dir.join(format!("{name}-{}-{n}.img", std::process::id()));
-            let _ = std::fs::remove_file(&path);
-            let st = Command::new("truncate").args(["-s", size]).arg(&path).status().expect("run truncate");
-            assert!(st.success(), "truncate failed");
-            let bs_arg = bs.to_string();
-            let mut all = vec!["-q", "-F", "-M", "local", "-b", bs_arg.as_str()];
-            all.extend_from_slice(args);
-            run("mkfs.ocfs2", &all, &path);
-            let file = OpenOptions::new().read(true).write(true).open(&path).expect("open image");
-            Scratch { path, bs, file }
-        }
-
-        pub fn read(&self, off: u64, len: usize) -> Vec<u8> {
-            let mut buf = vec![0u8; len];
-            self.file.read_exact_at(&mut buf, off).expect("read image");
-            buf
-        }
-
-        pub fn write(&self, off: u64, data: &[u8]) {
-            self.file.write_all_at(data, off).expect("write image");
-            self.file.sync_all().expect("sync image");
-        }
-
-        pub fn block(&self, blkno: u64) -> Vec<u8> {
-            self.read(blkno * self.bs as u64, self.bs)
-        }
-
-        pub fn put_block(&self, blkno: u64, data: &[u8]) {
-            assert_eq!(data.len(), self.bs);
-            self.write(blkno * self.bs as u64, data);
-        }
-
-        /// Runs another ocfs2-tools program on the image (answers yes to questions).
-        pub fn tool(&self, prog: &str, args: &[&str]) -> String {
-            run(prog, args, &self.path)
-        }
-
-        pub fn debugfs(&self, cmd: &str) -> String {
-            self.tool("debugfs.ocfs2", &["-R", cmd])
-        }
-
-        /// Name -> inode block of each entry of a directory, from `ls -l`.
-        pub fn ls(&self, dir: &str) -> BTreeMap<String, u64> {
-            let mut map = BTreeMap::new();
-            for line in self.debugfs(&format!("ls -l {dir}")).lines() {
-                let cols: Vec<&str> = line.split_whitespace().collect();
-                if cols.len() >= 9 {
-                    if let Ok(ino) = cols[0].parse() {
-                        map.insert(cols[8..].join(" "), ino);
-                    }
-                }
-            }
-            assert!(map.len() >= 2, "debugfs listed nothing for {dir}");
-            map
-        }
-
-        /// The physical block of logical block `lblk` of a file, from `bmap`.
-        pub fn bmap(&self, spec: &str, lblk: u64) -> u64 {
-            let out = self.debugfs(&format!("bmap {spec} {lblk}"));
-            out.trim().parse().unwrap_or_else(|_| panic!("bmap {spec} {lblk} printed {out:?}"))
-        }
-
-        /// The number after `key` in `out`.
-        pub fn field(out: &str, key: &str) -> u64 {
-            let at = out.find(key).unwrap_or_else(|| panic!("{key:?} not in debugfs output:\n{out}"));
-            let tok = out[at + key.len()..].split_whitespace().next().unwrap_or("");
-            tok.parse().unwrap_or_else(|_| panic!("{key:?} is followed by {tok:?}"))
-        }
-    }
-
-    /// Names added to the root directory of [`indexed_dirs_image`] before it is indexed:
-    /// chunk-boundary lengths and bytes above 0x7F, which hash differently with signed chars.
-    pub fn odd_names() -> Vec<Vec<u8>> {
-        let mut v: Vec<Vec<u8>> = vec![
-            "\u{e9}".as_bytes().to_vec(),
-            "na\u{ef}ve-caf\u{e9}".as_bytes().to_vec(),
-            vec![0xFF, 0xFE, 0x80, 0x81],
-            b"abcdefghijklmnop".to_vec(),
-            b"abcdefghijklmnopq".to_vec(),
-            b"abcdefghijklmno".to_vec(),
-            b"0123456789abcdef0123456789abcde".to_vec(),
-            b"0123456789abcdef0123456789abcdef".to_vec(),
-            b"0123456789abcdef0123456789abcdef!".to_vec(),
-            b"x".to_vec(),
-            b"...".to_vec(),
-        ];
-        v.push((0..200u32).map(|i| b'a' + (i % 26) as u8).collect());
-        v.push((0..255u32).map(|i| 0x80 + (i % 0x7F) as u8).collect());
-        v
-    }
-
-    /// A 4K-block volume whose directories are indexed by tunefs.ocfs2 (so they have dir
-    /// trailers and dx trees): 64 slots make the system directory span several blocks and
-    /// leaves, and [`odd_names`] are added to the root directory before indexing.
-    pub fn indexed_dirs_image(name: &str) -> Scratch {
-        use super::{dir_entries, DirEntry};
-        let img = Scratch::mkfs(
-            name,
-            "4G",
-            4096,
-            &["-C", "4096", "-N", "64", "-J", "size=4M", "--fs-features=noinline-data,noindexed-dirs"],
-        );
-        let lost_found = img.ls("/")["lost+found"];
-        let blkno = img.bmap("/", 0);
-        let mut block = img.block(blkno);
-        let (last_off, mut last) = dir_entries(&block, true).last().expect("root has entries").expect("valid root");
-        let mut off = last_off + last.min_rec_len();
-        let end = last_off + last.rec_len as usize;
-        last.rec_len = last.min_rec_len() as u16;
-        last.encode_at(&mut block, last_off).expect("shrink last entry");
-        let names = odd_names();
-        for (i, n) in names.iter().enumerate() {
-            let mut de = DirEntry::new(lost_found, n, crate::format::FT_REG_FILE);
-            if i + 1 == names.len() {
-                de.rec_len = (end - off) as u16;
-            }
-            de.encode_at(&mut block, off).expect("add entry");
-            off += de.rec_len as usize;
-        }
-        assert_eq!(off, end);
-        img.put_block(blkno, &block);
-        img.tool("tunefs.ocfs2", &["-y", "--fs-features=indexed-dirs"]);
-        img
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.path);
         }
     }
 }

@@ -230,4 +230,19 @@ mod tests {
         assert!(matches!(DirBlockTrailer::decode(&block), Err(FormatError::BadSignature { .. })));
         assert!(matches!(DirBlockTrailer::decode(&block[..10]), Err(FormatError::TooShort { .. })));
     }
+
+    #[test]
+    fn random_and_mutated_blocks_never_panic_the_trailer_decode() {
+        let mut seed = vec![0u8; 4096];
+        DirBlockTrailer::new(9, 6, 100).encode(&mut seed).unwrap();
+        crate::format::testutil::fuzz(0xD1E5_0002, &[seed], |buf| {
+            let _ = DirBlockTrailer::is_present(buf);
+            if let Ok(t) = DirBlockTrailer::decode(buf) {
+                let _ = t.check_owner(9, 6);
+                let mut copy = buf.to_vec();
+                t.encode(&mut copy).unwrap();
+                assert_eq!(copy, buf, "decode then encode changes nothing");
+            }
+        });
+    }
 }

@@ -13,7 +13,8 @@
 //! in 16-byte chunks, each packed by `str2hashbuf` and mixed into a 4-word buffer seeded from
 //! the superblock's `s_dx_seed[0..3]` and `s_uuid_hash`. "." and ".." hash to (0, 0). Only
 //! words 0 and 1 of the buffer are ever mixed, so only `s_dx_seed[0]` and `s_dx_seed[1]`
-//! change the result.
+//! change the result. Unlike ext3, an all-zero seed is used as it is: neither the kernel nor
+//! ocfs2-tools substitutes default constants.
 
 use super::blockcheck::{BlockCheck, DX_LEAF_CHECK_OFFSET, DX_ROOT_CHECK_OFFSET};
 use super::bytes::{array, cstr, le16, le32, le64, put_le16, put_le32, put_le64};
@@ -590,6 +591,59 @@ mod tests {
         assert_eq!(dx_hash_block_index(0xFFFF_FFFF, 8), 7);
         assert_eq!(dx_hash_block_index(0x1234_5678, 1), 0);
     }
+
+    #[test]
+    fn random_and_mutated_blocks_never_panic_the_dx_decoders() {
+        let mut inline = DxEntryList::new(dx_entries_per_root(4096));
+        inline.de_entries.push(DxEntry { dx_major_hash: 7, dx_minor_hash: 8, dx_dirent_blk: 9 });
+        let root = DxRootBlock {
+            dr_check: BlockCheck::default(),
+            dr_suballoc_slot: 0,
+            dr_suballoc_bit: 0,
+            dr_fs_generation: 1,
+            dr_blkno: 2,
+            dr_last_eb_blk: 0,
+            dr_clusters: 0,
+            dr_flags: 0,
+            dr_reserved0: 0,
+            dr_reserved1: 0,
+            dr_dir_blkno: 3,
+            dr_num_entries: 1,
+            dr_reserved2: 0,
+            dr_free_blk: 0,
+            dr_suballoc_loc: 0,
+            dr_reserved3: [0; 14],
+            body: DxRootBody::Inline(inline),
+        };
+        let mut seed_inline = vec![0u8; 4096];
+        root.encode(&mut seed_inline).unwrap();
+        let mut el = ExtentList::new(crate::format::extent::extent_recs_per_dx_root(4096));
+        el.recs.push(ExtentRec::leaf(0, 1, 0, 900));
+        let mut seed_tree = vec![0u8; 4096];
+        DxRootBlock { body: DxRootBody::Extents(el), ..root }.encode(&mut seed_tree).unwrap();
+        let mut leaf = DxLeaf::new(900, 1, 4096);
+        leaf.dl_list.de_entries.push(DxEntry { dx_major_hash: 1, dx_minor_hash: 2, dx_dirent_blk: 3 });
+        let mut seed_leaf = vec![0u8; 4096];
+        leaf.encode(&mut seed_leaf).unwrap();
+
+        crate::format::testutil::fuzz(0xD1E5_0003, &[seed_inline, seed_tree, seed_leaf], |buf| {
+            if let Ok(r) = DxRootBlock::decode(buf) {
+                let mut copy = buf.to_vec();
+                r.encode(&mut copy).unwrap();
+                assert_eq!(DxRootBlock::decode(&copy).unwrap(), r);
+                let _ = r.check_owner(2, 1, 3);
+            }
+            if let Ok(l) = DxLeaf::decode(buf) {
+                let mut copy = buf.to_vec();
+                l.encode(&mut copy).unwrap();
+                assert_eq!(DxLeaf::decode(&copy).unwrap(), l);
+            }
+            let _ = DxEntryList::decode(buf);
+            let name = &buf[..buf.len().min(255)];
+            let _ = dx_hash_with(name, [1, 2, 3, 4], HashChar::Signed);
+            let _ = dx_hash_with(name, [1, 2, 3, 4], HashChar::Unsigned);
+        });
+    }
 }
 
 /// Tests whose other side is ocfs2-tools: tunefs.ocfs2 builds the indexes, debugfs.ocfs2
@@ -598,9 +652,9 @@ mod tests {
 mod reference_tests {
     use super::*;
     use crate::format::bytes::le32;
-    use crate::format::dir::scratch::{indexed_dirs_image, odd_names, Scratch};
     use crate::format::dir::{dir_entries, DirEntry};
     use crate::format::dir_trailer::trailer_offset;
+    use crate::format::testutil::{field, indexed_dirs_image, odd_names, TestImage};
 
     /// `(major, minor, block)` rows of a debugfs dx listing, in order.
     fn dx_rows(out: &str) -> Vec<DxEntry> {
@@ -623,13 +677,13 @@ mod reference_tests {
     }
 
     /// Every live name of directory `dir` with the block that holds it, read with our decoders.
-    fn names_and_blocks(img: &Scratch, dir: &str) -> Vec<(Vec<u8>, u64)> {
-        let size = Scratch::field(&img.debugfs(&format!("stat {dir}")), "Size:");
+    fn names_and_blocks(img: &TestImage, dir: &str) -> Vec<(Vec<u8>, u64)> {
+        let size = field(&img.debugfs(&format!("stat {dir}")), "Size:");
         let mut out = Vec::new();
-        for lblk in 0..size / img.bs as u64 {
+        for lblk in 0..size / img.block_size as u64 {
             let blkno = img.bmap(dir, lblk);
             let block = img.block(blkno);
-            for item in dir_entries(&block[..trailer_offset(img.bs)], false) {
+            for item in dir_entries(&block[..trailer_offset(img.block_size)], false) {
                 let (_, de): (usize, DirEntry) = item.expect("valid dir block");
                 out.push((de.name, blkno));
             }
@@ -637,30 +691,30 @@ mod reference_tests {
         out
     }
 
-    fn seeds(img: &Scratch) -> [u32; 4] {
+    fn seeds(img: &TestImage) -> [u32; 4] {
         let sb = img.block(2);
         dx_seeds([le32(&sb, 0x17C), le32(&sb, 0x180), le32(&sb, 0x184)], le32(&sb, 0x104))
     }
 
-    fn check_dir(img: &Scratch, dir: &str, expect_inline: bool) -> usize {
+    fn check_dir(img: &TestImage, dir: &str, expect_inline: bool) -> usize {
         let stat = img.debugfs(&format!("stat {dir}"));
-        let root_blkno = Scratch::field(&stat, "Indexed Tree Root:");
+        let root_blkno = field(&stat, "Indexed Tree Root:");
         let raw = img.block(root_blkno);
         let root = DxRootBlock::decode(&raw).expect("dx root");
         let shown = img.debugfs(&format!("dx_root <{root_blkno}>"));
-        assert_eq!(root.dr_blkno, Scratch::field(&shown, "Dir Index Root:"));
-        assert_eq!(root.dr_fs_generation as u64, Scratch::field(&shown, "FS Generation:"));
-        assert_eq!(root.dr_clusters as u64, Scratch::field(&shown, "Clusters:"));
-        assert_eq!(root.dr_last_eb_blk, Scratch::field(&shown, "Last Extblk:"));
-        assert_eq!(root.dr_dir_blkno, Scratch::field(&shown, "Dir Inode:"));
-        assert_eq!(root.dr_suballoc_slot as u64, Scratch::field(&shown, "Sub Alloc Slot:"));
-        assert_eq!(root.dr_suballoc_bit as u64, Scratch::field(&shown, "Sub Alloc Bit:"));
-        assert_eq!(root.dr_suballoc_loc, Scratch::field(&shown, "SubAlloc Group:"));
-        assert_eq!(root.dr_num_entries as u64, Scratch::field(&shown, "Total Entry Count:"));
+        assert_eq!(root.dr_blkno, field(&shown, "Dir Index Root:"));
+        assert_eq!(root.dr_fs_generation as u64, field(&shown, "FS Generation:"));
+        assert_eq!(root.dr_clusters as u64, field(&shown, "Clusters:"));
+        assert_eq!(root.dr_last_eb_blk, field(&shown, "Last Extblk:"));
+        assert_eq!(root.dr_dir_blkno, field(&shown, "Dir Inode:"));
+        assert_eq!(root.dr_suballoc_slot as u64, field(&shown, "Sub Alloc Slot:"));
+        assert_eq!(root.dr_suballoc_bit as u64, field(&shown, "Sub Alloc Bit:"));
+        assert_eq!(root.dr_suballoc_loc, field(&shown, "SubAlloc Group:"));
+        assert_eq!(root.dr_num_entries as u64, field(&shown, "Total Entry Count:"));
         assert_eq!(root.is_inline(), expect_inline, "{dir}: {shown}");
         root.check_owner(root_blkno, root.dr_fs_generation, root.dr_dir_blkno).unwrap();
 
-        let mut again = vec![0u8; img.bs];
+        let mut again = vec![0u8; img.block_size];
         root.encode(&mut again).unwrap();
         assert_eq!(again, raw, "dx root of {dir} re-encodes byte for byte");
 
@@ -669,14 +723,14 @@ mod reference_tests {
         let mut entries = Vec::new();
         match &root.body {
             DxRootBody::Inline(list) => {
-                assert_eq!(list.de_count as u64, Scratch::field(shown, "Count:"));
-                assert_eq!(list.de_num_used() as u64, Scratch::field(shown, "Num Used:"));
-                assert_eq!(list.de_count, dx_entries_per_root(img.bs));
+                assert_eq!(list.de_count as u64, field(shown, "Count:"));
+                assert_eq!(list.de_num_used() as u64, field(shown, "Num Used:"));
+                assert_eq!(list.de_count, dx_entries_per_root(img.block_size));
                 entries.extend_from_slice(&list.de_entries);
             }
             DxRootBody::Extents(el) => {
-                assert_eq!(el.l_count as u64, Scratch::field(shown, "Count:"));
-                assert_eq!(el.l_next_free_rec() as u64, Scratch::field(shown, "Next Free Rec:"));
+                assert_eq!(el.l_count as u64, field(shown, "Count:"));
+                assert_eq!(el.l_next_free_rec() as u64, field(shown, "Next Free Rec:"));
                 let rows: Vec<Vec<u64>> = shown
                     .lines()
                     .map(|l| l.split_whitespace().filter_map(|t| t.parse().ok()).collect::<Vec<u64>>())
@@ -697,10 +751,10 @@ mod reference_tests {
                         let leaf = DxLeaf::decode(&raw).expect("dx leaf");
                         leaf.check_owner(blkno, root.dr_fs_generation).unwrap();
                         let shown = img.debugfs(&format!("dx_leaf <{blkno}>"));
-                        assert_eq!(leaf.dl_list.de_count as u64, Scratch::field(&shown, "\tCount:"));
-                        assert_eq!(leaf.dl_list.de_num_used() as u64, Scratch::field(&shown, "Num Used:"));
+                        assert_eq!(leaf.dl_list.de_count as u64, field(&shown, "\tCount:"));
+                        assert_eq!(leaf.dl_list.de_num_used() as u64, field(&shown, "Num Used:"));
                         assert_eq!(leaf.dl_list.de_entries, dx_rows(&shown), "leaf {blkno}");
-                        let mut again = vec![0u8; img.bs];
+                        let mut again = vec![0u8; img.block_size];
                         leaf.encode(&mut again).unwrap();
                         assert_eq!(again, raw, "dx leaf {blkno} re-encodes byte for byte");
                         entries.extend_from_slice(&leaf.dl_list.de_entries);

@@ -318,7 +318,7 @@ impl ExtentBlock {
 mod tests {
     use super::*;
     use crate::format::dinode::{Dinode, DINODE_ID2_OFFSET};
-    use crate::format::superblock::testimg::{self, field, table_rows, XorShift};
+    use crate::format::testutil::{self, field, table_rows};
 
     #[test]
     fn capacities_match_the_kernel_formulas() {
@@ -422,7 +422,7 @@ mod tests {
 
     #[test]
     fn journal_extent_lists_match_debugfs() {
-        for img in [testimg::img4k(), testimg::img512()] {
+        for img in [testutil::img4k(), testutil::img512()] {
             let names = img.system_inodes();
             let files: Vec<_> =
                 names.iter().filter(|(n, _)| n.starts_with("journal:") || n.as_str() == "heartbeat").collect();
@@ -456,9 +456,7 @@ mod tests {
     #[test]
     fn decoders_never_panic_on_random_or_mutated_buffers() {
         let seed = 0xe7_e47;
-        println!("seed {seed:#x}");
-        let mut rng = XorShift::new(seed);
-        let img = testimg::img4k();
+        let img = testutil::img4k();
         let journal = img.block(img.system_inode("journal:0000"));
         let mut eb = vec![0u8; 4096];
         ExtentBlock {
@@ -474,7 +472,7 @@ mod tests {
         .encode(&mut eb)
         .unwrap();
         let seeds = [journal[DINODE_ID2_OFFSET..].to_vec(), eb.clone()];
-        testimg::fuzz(&mut rng, &seeds, |buf| {
+        testutil::fuzz(seed, &seeds, |buf| {
             let _ = ExtentList::decode(buf);
             let _ = ExtentBlock::decode(buf);
             let _ = ExtentRec::decode(buf);

@@ -274,8 +274,8 @@ mod tests {
     use super::*;
     use crate::format::dinode::Dinode;
     use crate::format::extent::{extent_recs_per_gd, ExtentRec};
-    use crate::format::superblock::testimg::{self, field, table_rows, XorShift};
     use crate::format::superblock::SuperBlock;
+    use crate::format::testutil::{self, field, table_rows};
 
     fn sample(bitmap_len: usize) -> GroupDesc {
         GroupDesc {
@@ -385,7 +385,7 @@ mod tests {
 
     #[test]
     fn group_descriptors_reached_through_chains_match_debugfs() {
-        for img in [testimg::img4k(), testimg::img512()] {
+        for img in [testutil::img4k(), testutil::img512()] {
             let (sbdi, sb) = SuperBlock::decode_block(&img.block(2)).unwrap();
             let mut groups = 0;
             for (name, blkno) in img.system_inodes() {
@@ -406,7 +406,7 @@ mod tests {
                         debugfs_groups.push((chain, parent, row));
                     }
                 }
-                let blknos = testimg::chain_group_blknos(img, &block);
+                let blknos = testutil::chain_group_blknos(img, &block);
                 assert_eq!(blknos.len(), debugfs_groups.len(), "{name}");
                 let suballocator = name != "global_bitmap";
                 for (gd_blkno, (chain, parent, row)) in blknos.into_iter().zip(debugfs_groups) {
@@ -447,12 +447,10 @@ mod tests {
     #[test]
     fn decode_never_panics_on_random_or_mutated_buffers() {
         let seed = 0x6a0c_5eed;
-        println!("seed {seed:#x}");
-        let mut rng = XorShift::new(seed);
-        let img = testimg::img512();
+        let img = testutil::img512();
         let ia = img.block(img.system_inode("inode_alloc:0000"));
-        let seeds: Vec<Vec<u8>> = testimg::chain_group_blknos(img, &ia).into_iter().map(|b| img.block(b)).collect();
-        testimg::fuzz(&mut rng, &seeds, |buf| {
+        let seeds: Vec<Vec<u8>> = testutil::chain_group_blknos(img, &ia).into_iter().map(|b| img.block(b)).collect();
+        testutil::fuzz(seed, &seeds, |buf| {
             if let Ok(gd) = GroupDesc::decode(buf) {
                 let mut out = buf.to_vec();
                 gd.encode(&mut out).unwrap();

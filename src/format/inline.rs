@@ -134,7 +134,7 @@ impl InlineData {
 mod tests {
     use super::*;
     use crate::format::constants::*;
-    use crate::format::superblock::testimg::{self, field, XorShift};
+    use crate::format::testutil::{self, field};
 
     #[test]
     fn capacities_match_the_kernel_formulas() {
@@ -201,7 +201,7 @@ mod tests {
     #[test]
     fn inline_directories_match_debugfs() {
         for (img, names) in
-            [(testimg::img4k(), vec!["/", "//orphan_dir:0000"]), (testimg::img512(), vec!["/", "//orphan_dir:0001"])]
+            [(testutil::img4k(), vec!["/", "//orphan_dir:0000"]), (testutil::img512(), vec!["/", "//orphan_dir:0001"])]
         {
             for name in names {
                 let out = img.debugfs(&format!("stat {name}"));
@@ -228,12 +228,10 @@ mod tests {
     #[test]
     fn decoders_never_panic_on_random_or_mutated_buffers() {
         let seed = 0x1111_5eed;
-        println!("seed {seed:#x}");
-        let mut rng = XorShift::new(seed);
-        let img = testimg::img4k();
+        let img = testutil::img4k();
         let (_, sb) = crate::format::superblock::SuperBlock::decode_block(&img.block(2)).unwrap();
         let root = img.block(sb.s_root_blkno);
-        testimg::fuzz(&mut rng, &[root[DINODE_ID2_OFFSET..].to_vec(), root.clone()], |buf| {
+        testutil::fuzz(seed, &[root[DINODE_ID2_OFFSET..].to_vec(), root.clone()], |buf| {
             if let Ok(d) = InlineData::decode(buf) {
                 let mut out = buf.to_vec();
                 d.encode(&mut out).unwrap();

@@ -9,10 +9,8 @@
 //! id2 area, that is `&inode_block[0xC0..]`.
 
 use super::bytes::{le16, le32, le64, put_le16, put_le32, put_le64};
+use super::dinode::DINODE_ID2_OFFSET;
 use super::{FormatError, Result, MAX_CLUSTERSIZE};
-
-/// Byte offset of `id2` in an inode block.
-pub const INODE_ID2_OFFSET: usize = 0xC0;
 
 const LA_BM_OFF: usize = 0x00;
 const LA_SIZE: usize = 0x04;
@@ -33,7 +31,7 @@ pub const LA_MAX_DEFAULT_MB: u32 = 256;
 /// Bitmap bytes that fit in an inode block (`ocfs2_local_alloc_size`): mkfs writes this as
 /// `la_size`, and the kernel refuses anything larger.
 pub const fn local_alloc_size(blocksize: u32) -> u16 {
-    (blocksize as usize - INODE_ID2_OFFSET - LA_BITMAP) as u16
+    (blocksize as usize - DINODE_ID2_OFFSET - LA_BITMAP) as u16
 }
 
 /// `struct ocfs2_local_alloc` with its bitmap.
@@ -74,8 +72,8 @@ impl LocalAlloc {
 
     /// Decodes from a whole inode block.
     pub fn decode_inode_block(block: &[u8]) -> Result<Self> {
-        FormatError::need("local alloc", block, INODE_ID2_OFFSET + LA_BITMAP)?;
-        Self::decode(&block[INODE_ID2_OFFSET..])
+        FormatError::need("local alloc", block, DINODE_ID2_OFFSET + LA_BITMAP)?;
+        Self::decode(&block[DINODE_ID2_OFFSET..])
     }
 
     /// An empty window of `la_size` bytes, as mkfs and `ocfs2_clear_local_alloc` leave it.
@@ -199,7 +197,7 @@ mod tests {
     fn bitmap_room_is_block_minus_0xd0() {
         assert_eq!(local_alloc_size(4096), 3888);
         assert_eq!(local_alloc_size(512), 304);
-        assert_eq!(INODE_ID2_OFFSET + LA_BITMAP, 0xD0);
+        assert_eq!(DINODE_ID2_OFFSET + LA_BITMAP, 0xD0);
     }
 
     #[test]
@@ -208,7 +206,7 @@ mod tests {
         let mut la = LocalAlloc::cleared(3888);
         la.la_bm_off = 1234;
         la.la_bitmap[0] = 0b1000_0101;
-        la.encode(&mut block[INODE_ID2_OFFSET..]).unwrap();
+        la.encode(&mut block[DINODE_ID2_OFFSET..]).unwrap();
         assert!(la.encode(&mut block[4096 - 100..]).is_err());
         let back = LocalAlloc::decode_inode_block(&block).unwrap();
         assert_eq!(back, la);
@@ -217,7 +215,7 @@ mod tests {
         assert!(!back.test_bit(u32::MAX));
         assert_eq!(back.bits(), 3888 * 8);
 
-        put_le16(&mut block, INODE_ID2_OFFSET + LA_SIZE, 3889);
+        put_le16(&mut block, DINODE_ID2_OFFSET + LA_SIZE, 3889);
         assert!(LocalAlloc::decode_inode_block(&block).is_err());
         assert!(LocalAlloc::decode(&[0u8; 15]).is_err());
     }
@@ -247,5 +245,78 @@ mod tests {
         assert_eq!(g(4096, 12, 1 << 30, 4).la_max_mb(), 121);
         assert_eq!(g(4096, 12, 1 << 30, 4).la_default_bits(Some(1000)), 121 << 8);
         assert_eq!(g(4096, 12, 1 << 30, 4).la_default_bits(Some(8)), 2048);
+    }
+
+    #[test]
+    fn random_and_mutated_blocks_never_panic_the_decoder() {
+        let mut seed = vec![0u8; 4096];
+        LocalAlloc::cleared(local_alloc_size(4096)).encode(&mut seed[DINODE_ID2_OFFSET..]).unwrap();
+        crate::format::testutil::fuzz(0xD1E5_0005, &[seed], |buf| {
+            if let Ok(la) = LocalAlloc::decode_inode_block(buf) {
+                let mut copy = buf.to_vec();
+                la.encode(&mut copy[DINODE_ID2_OFFSET..]).unwrap();
+                assert_eq!(copy, buf);
+                let _ = (la.count_set_bits(), la.test_bit(la.bits()));
+            }
+            let _ = LocalAlloc::decode(buf);
+        });
+    }
+}
+
+/// Tests whose other side is debugfs.ocfs2 `stat //local_alloc:NNNN`.
+#[cfg(test)]
+mod reference_tests {
+    use super::*;
+    use crate::format::blockcheck::{self, BlockCheckOutcome, INODE_CHECK_OFFSET};
+    use crate::format::testutil::{field, TestImage};
+
+    fn check(img: &TestImage, metaecc: bool) {
+        let ino = img.ls("//")["local_alloc:0001"];
+        let original = img.block(ino);
+        let la = LocalAlloc::decode_inode_block(&original).unwrap();
+        let stat = img.debugfs("stat //local_alloc:0001");
+        assert_eq!(la.la_bm_off as u64, field(&stat, "Local Bitmap Offset:"));
+        let la_line = &stat[stat.find("Local Bitmap Offset:").expect("local alloc line")..];
+        assert_eq!(la.la_size as u64, field(la_line, "Size:"));
+        assert_eq!(
+            la,
+            LocalAlloc::cleared(local_alloc_size(img.block_size as u32)),
+            "mkfs leaves a cleared full-size window"
+        );
+        let mut again = original.clone();
+        again[DINODE_ID2_OFFSET..].fill(0);
+        la.encode(&mut again[DINODE_ID2_OFFSET..]).unwrap();
+        assert_eq!(again, original, "the local alloc re-encodes byte for byte");
+
+        let mut la = la;
+        la.la_bm_off = 4242;
+        la.la_bitmap[0] = 0xA5;
+        let mut block = original.clone();
+        la.encode(&mut block[DINODE_ID2_OFFSET..]).unwrap();
+        if metaecc {
+            blockcheck::compute(&mut block, INODE_CHECK_OFFSET);
+        }
+        img.put_block(ino, &block);
+        let stat = img.debugfs("stat //local_alloc:0001");
+        assert_eq!(field(&stat, "Local Bitmap Offset:"), 4242);
+        let back = LocalAlloc::decode_inode_block(&img.block(ino)).unwrap();
+        assert_eq!(back, la);
+        assert_eq!(back.count_set_bits(), 4);
+        if metaecc {
+            let mut b = img.block(ino);
+            assert_eq!(blockcheck::verify(&mut b, INODE_CHECK_OFFSET, "inode").unwrap(), BlockCheckOutcome::Clean);
+            let crc = u32::from_le_bytes(b[INODE_CHECK_OFFSET..INODE_CHECK_OFFSET + 4].try_into().unwrap());
+            assert!(stat.contains(&format!("CRC32: {crc:08x}")), "{stat}");
+        }
+    }
+
+    #[test]
+    fn local_alloc_matches_debugfs_at_4k() {
+        check(&TestImage::mkfs("la4k", "256M", 4096, &["-N", "2"]), false);
+    }
+
+    #[test]
+    fn local_alloc_matches_debugfs_at_512_with_metaecc() {
+        check(&TestImage::mkfs("la512", "128M", 512, &["-N", "2", "-J", "size=4M", "--fs-features=metaecc"]), true);
     }
 }

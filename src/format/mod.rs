@@ -32,6 +32,9 @@ pub mod local_alloc;
 pub mod slot_map;
 pub mod truncate_log;
 
+#[cfg(test)]
+pub(crate) mod testutil;
+
 pub use blockcheck::{BlockCheck, BlockCheckOutcome};
 pub use chain::{ChainList, ChainRec};
 pub use constants::*;

@@ -218,4 +218,99 @@ mod tests {
         assert!(SlotMap::decode(&[], usize::MAX, true).is_err());
         assert!(SlotMap::empty(2).encode(&mut [0u8; 15], true).is_err());
     }
+
+    #[test]
+    fn random_and_mutated_maps_never_panic_the_decoder() {
+        let mut seed_ext = vec![0u8; 4096];
+        SlotMap { slots: vec![Some(1), None, Some(3)] }.encode(&mut seed_ext, true).unwrap();
+        let mut seed_old = vec![0u8; 512];
+        SlotMap { slots: vec![Some(1), None, Some(3)] }.encode(&mut seed_old, false).unwrap();
+        crate::format::testutil::fuzz(0xD1E5_0004, &[seed_ext, seed_old], |buf| {
+            for extended in [false, true] {
+                for n in [0, 1, 4, 255, buf.len() / slot_size(extended), buf.len(), usize::MAX] {
+                    if let Ok(m) = SlotMap::decode(buf, n, extended) {
+                        let mut copy = buf.to_vec();
+                        if m.encode(&mut copy, extended).is_ok() {
+                            assert_eq!(SlotMap::decode(&copy, n, extended).unwrap(), m);
+                        }
+                    }
+                }
+                let _ = check_file_size(buf.len() as u64, buf.len() as u16, extended, 512);
+            }
+        });
+    }
+}
+
+/// Tests whose other side is debugfs.ocfs2 `slotmap`, on volumes made by mkfs.ocfs2.
+#[cfg(test)]
+mod reference_tests {
+    use super::*;
+    use crate::format::testutil::{field, TestImage};
+
+    /// `(slot, node)` rows printed by `slotmap`.
+    fn listed(img: &TestImage) -> Vec<(usize, u32)> {
+        img.debugfs("slotmap")
+            .lines()
+            .filter_map(|l| {
+                let c: Vec<&str> = l.split_whitespace().collect();
+                (c.len() == 2).then(|| Some((c[0].parse().ok()?, c[1].parse().ok()?))).flatten()
+            })
+            .collect()
+    }
+
+    fn check(img: &TestImage, extended: bool, nodes: &[Option<u32>]) {
+        let stats = img.debugfs("stats");
+        let max_slots = field(&stats, "Max Node Slots:") as u16;
+        let stat = img.debugfs("stat //slot_map");
+        let i_size = field(&stat, "Size:");
+        check_file_size(i_size, max_slots, extended, img.block_size as u32).unwrap();
+        assert_eq!(blocks_needed(max_slots, extended, img.block_size as u32), 1);
+
+        let blkno = img.bmap("//slot_map", 0);
+        let original = img.block(blkno);
+        // mkfs formats every slot the allocation holds, all empty.
+        let all =
+            SlotMap::decode(&original, formatted_slots(i_size.min(img.block_size as u64), extended) as usize, extended)
+                .unwrap();
+        assert!(!all.any_valid());
+        let map = SlotMap::decode(&original, max_slots as usize, extended).unwrap();
+        assert_eq!(map, SlotMap::empty(max_slots as usize));
+        let mut again = original.clone();
+        map.encode(&mut again, extended).unwrap();
+        assert_eq!(again, original, "an empty map re-encodes byte for byte");
+        assert!(listed(img).is_empty());
+
+        let mut map = SlotMap::empty(max_slots as usize);
+        map.slots[..nodes.len()].copy_from_slice(nodes);
+        let mut block = original.clone();
+        map.encode(&mut block, extended).unwrap();
+        img.put_block(blkno, &block);
+        let want: Vec<(usize, u32)> = nodes.iter().enumerate().filter_map(|(i, n)| n.map(|n| (i, n))).collect();
+        assert_eq!(listed(img), want);
+        assert_eq!(SlotMap::decode(&img.block(blkno), max_slots as usize, extended).unwrap(), map);
+
+        // mounted.ocfs2 decides "mounted, and by whom" from the slot map alone.
+        let nodes_line = want.iter().map(|(_, n)| n.to_string()).collect::<Vec<_>>().join(", ");
+        let mounted = img.tool("mounted.ocfs2", &["-f"]);
+        assert!(mounted.lines().any(|l| l.trim_end().ends_with(&nodes_line)), "{mounted}");
+        map.slots.iter_mut().for_each(|s| *s = None);
+        map.encode(&mut block, extended).unwrap();
+        img.put_block(blkno, &block);
+        assert!(img.tool("mounted.ocfs2", &["-f"]).contains("Not mounted"));
+    }
+
+    #[test]
+    fn extended_slot_map_written_by_us_lists_in_debugfs() {
+        let img = TestImage::mkfs("slotext", "256M", 4096, &["-N", "8"]);
+        assert!(img.debugfs("stats").contains("extended-slotmap"));
+        check(&img, true, &[Some(3), None, Some(200), None, Some(0), None, None, Some(254)]);
+    }
+
+    #[test]
+    fn old_slot_map_written_by_us_lists_in_debugfs() {
+        let img =
+            TestImage::mkfs("slotold", "256M", 512, &["-N", "4", "-J", "size=4M", "--fs-feature-level=max-compat"]);
+        assert!(!img.debugfs("stats").contains("extended-slotmap"));
+        check(&img, false, &[None, Some(7), Some(254), None]);
+    }
 }

@@ -293,245 +293,10 @@ impl SuperBlock {
     }
 }
 
-/// Helpers shared by the format tests: reference images made by mkfs.ocfs2 under
-/// /tmp/fmtcore, block reads, debugfs.ocfs2 output parsing and a small seeded PRNG.
-#[cfg(test)]
-pub(crate) mod testimg {
-    use std::collections::BTreeMap;
-    use std::fs::File;
-    use std::os::unix::fs::FileExt;
-    use std::path::PathBuf;
-    use std::process::Command;
-    use std::sync::OnceLock;
-
-    use crate::format::chain::ChainList;
-    use crate::format::dinode::DINODE_ID2_OFFSET;
-    use crate::format::group::GroupDesc;
-
-    /// xorshift64*: small, seeded, good enough to pick bits and fill buffers.
-    pub struct XorShift(u64);
-
-    impl XorShift {
-        pub fn new(seed: u64) -> Self {
-            XorShift(seed.max(1))
-        }
-        pub fn next_u64(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            self.0 = x;
-            x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-        pub fn below(&mut self, n: u64) -> u64 {
-            self.next_u64() % n
-        }
-        pub fn fill(&mut self, buf: &mut [u8]) {
-            for chunk in buf.chunks_mut(8) {
-                let v = self.next_u64().to_le_bytes();
-                chunk.copy_from_slice(&v[..chunk.len()]);
-            }
-        }
-    }
-
-    pub struct TestImage {
-        pub path: PathBuf,
-        pub block_size: usize,
-        file: File,
-    }
-
-    impl TestImage {
-        fn create(name: &str, size: &str, block_size: usize, mkfs_args: &str) -> TestImage {
-            let dir = PathBuf::from("/tmp/fmtcore");
-            std::fs::create_dir_all(&dir).expect("create /tmp/fmtcore");
-            remove_stale_images(&dir);
-            // One image per test process: debugfs reads it by path while other test binaries
-            // may be making their own.
-            let pid = std::process::id();
-            let path = dir.join(format!("{name}.{pid}.img"));
-            let tmp = dir.join(format!("{name}.{pid}.tmp"));
-            let _ = std::fs::remove_file(&tmp);
-            let st = Command::new("truncate").args(["-s", size]).arg(&tmp).status();
-            assert!(st.expect("run truncate").success(), "truncate failed");
-            let out = Command::new("mkfs.ocfs2")
-                .args(["-q", "-F", "-M", "local"])
-                .args(mkfs_args.split_whitespace())
-                .arg(&tmp)
-                .output()
-                .unwrap_or_else(|e| panic!("mkfs.ocfs2 is needed (install ocfs2-tools): {e}"));
-            let err = String::from_utf8_lossy(&out.stderr);
-            assert!(out.status.success(), "mkfs.ocfs2 {mkfs_args} failed: {err}");
-            std::fs::rename(&tmp, &path).expect("rename image");
-            let file = File::open(&path).expect("open image");
-            TestImage { path, block_size, file }
-        }
-
-        /// Reads block `blkno`.
-        pub fn block(&self, blkno: u64) -> Vec<u8> {
-            let mut buf = vec![0u8; self.block_size];
-            self.file.read_exact_at(&mut buf, blkno * self.block_size as u64).expect("read image block");
-            buf
-        }
-
-        /// Runs `debugfs.ocfs2 -R cmd` on the image.
-        pub fn debugfs(&self, cmd: &str) -> String {
-            let out = Command::new("debugfs.ocfs2")
-                .args(["-R", cmd])
-                .arg(&self.path)
-                .output()
-                .unwrap_or_else(|e| panic!("debugfs.ocfs2 is needed for this test (install ocfs2-tools): {e}"));
-            assert!(out.status.success(), "debugfs.ocfs2 -R {cmd:?} failed");
-            String::from_utf8_lossy(&out.stdout).into_owned()
-        }
-
-        /// Name and block number of every file in the system directory, from debugfs.
-        pub fn system_inodes(&self) -> BTreeMap<String, u64> {
-            let mut map = BTreeMap::new();
-            for line in self.debugfs("ls -l //").lines() {
-                let cols: Vec<&str> = line.split_whitespace().collect();
-                if cols.len() < 2 {
-                    continue;
-                }
-                let name = cols[cols.len() - 1];
-                if name == "." || name == ".." {
-                    continue;
-                }
-                if let Ok(blkno) = cols[0].parse::<u64>() {
-                    map.insert(name.to_string(), blkno);
-                }
-            }
-            assert!(map.len() > 10, "debugfs listed too few system files: {map:?}");
-            map
-        }
-
-        pub fn system_inode(&self, name: &str) -> u64 {
-            *self.system_inodes().get(name).unwrap_or_else(|| panic!("no system file {name}"))
-        }
-    }
-
-    /// Removes images left by test processes that no longer run.
-    fn remove_stale_images(dir: &std::path::Path) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let mut parts = name.rsplitn(3, '.');
-            let (Some(ext), Some(pid), Some(_)) = (parts.next(), parts.next(), parts.next()) else {
-                continue;
-            };
-            let ours = (ext == "img" || ext == "tmp") && pid.parse::<u32>().is_ok();
-            if ours && !PathBuf::from(format!("/proc/{pid}")).exists() {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
-    }
-
-    /// The first whitespace-separated token after `key` in debugfs output.
-    pub fn field_str(out: &str, key: &str) -> String {
-        let at = out.find(key).unwrap_or_else(|| panic!("{key:?} not in debugfs output:\n{out}"));
-        out[at + key.len()..].split_whitespace().next().unwrap_or("").to_string()
-    }
-
-    /// The number after `key` in debugfs output.
-    pub fn field(out: &str, key: &str) -> u64 {
-        let s = field_str(out, key);
-        s.parse().unwrap_or_else(|_| panic!("{key:?} is followed by {s:?}, not a number"))
-    }
-
-    /// The rest of the line after `key`, trimmed.
-    pub fn line_after(out: &str, key: &str) -> String {
-        let at = out.find(key).unwrap_or_else(|| panic!("{key:?} not in debugfs output:\n{out}"));
-        out[at + key.len()..].lines().next().unwrap_or("").trim().to_string()
-    }
-
-    /// Lines of a debugfs table that start with a row number, split into columns.
-    pub fn table_rows(section: &str) -> Vec<Vec<String>> {
-        section
-            .lines()
-            .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
-            .filter(|cols| cols.len() >= 4 && cols[0].parse::<u32>().is_ok())
-            .collect()
-    }
-
-    /// Every group descriptor reached through the chain list of the chain allocator inode in
-    /// `inode_block`, chain by chain.
-    pub fn chain_group_blknos(img: &TestImage, inode_block: &[u8]) -> Vec<u64> {
-        let cl = ChainList::decode(&inode_block[DINODE_ID2_OFFSET..]).expect("chain list");
-        let mut out = Vec::new();
-        for rec in &cl.recs {
-            let mut blkno = rec.c_blkno;
-            let mut hops = 0;
-            while blkno != 0 {
-                hops += 1;
-                assert!(hops < 10_000, "chain loops");
-                out.push(blkno);
-                blkno = GroupDesc::decode(&img.block(blkno)).expect("group descriptor").bg_next_group;
-            }
-        }
-        out
-    }
-
-    /// Calls `f` on buffers of every length 0..=4096: random bytes, and each of `seeds` with a
-    /// few random bytes changed, cut or zero-padded to that length.
-    pub fn fuzz(rng: &mut XorShift, seeds: &[Vec<u8>], mut f: impl FnMut(&[u8])) {
-        for len in 0..=4096usize {
-            let mut buf = vec![0u8; len];
-            rng.fill(&mut buf);
-            f(&buf);
-            for seed in seeds {
-                let mut buf = seed.clone();
-                buf.resize(len, 0);
-                if len > 0 {
-                    for _ in 0..=rng.below(4) {
-                        let at = rng.below(len as u64) as usize;
-                        buf[at] = rng.next_u64() as u8;
-                    }
-                }
-                f(&buf);
-            }
-        }
-    }
-
-    fn once(cell: &'static OnceLock<TestImage>, f: impl FnOnce() -> TestImage) -> &'static TestImage {
-        cell.get_or_init(f)
-    }
-
-    /// 256 MiB, 4K blocks and clusters, 4 slots, 4 MiB journals, default features.
-    pub fn img4k() -> &'static TestImage {
-        static CELL: OnceLock<TestImage> = OnceLock::new();
-        once(&CELL, || TestImage::create("img4k", "256M", 4096, "-b 4096 -C 4096 -N 4 -J size=4M -L fmtcore4k"))
-    }
-
-    /// 128 MiB, 512-byte blocks, 4K clusters, 2 slots, 4 MiB journals.
-    pub fn img512() -> &'static TestImage {
-        static CELL: OnceLock<TestImage> = OnceLock::new();
-        once(&CELL, || TestImage::create("img512", "128M", 512, "-b 512 -C 4096 -N 2 -J size=4M -L fmtcore512"))
-    }
-
-    /// Like [`img4k`] with metaecc.
-    pub fn ecc4k() -> &'static TestImage {
-        static CELL: OnceLock<TestImage> = OnceLock::new();
-        once(&CELL, || {
-            let args = "-b 4096 -C 4096 -N 4 -J size=4M --fs-features=metaecc";
-            TestImage::create("ecc4k", "256M", 4096, args)
-        })
-    }
-
-    /// Like [`img512`] with metaecc.
-    pub fn ecc512() -> &'static TestImage {
-        static CELL: OnceLock<TestImage> = OnceLock::new();
-        once(&CELL, || {
-            let args = "-b 512 -C 4096 -N 2 -J size=4M --fs-features=metaecc";
-            TestImage::create("ecc512", "128M", 512, args)
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::testimg::{self, field, field_str, line_after, XorShift};
     use super::*;
+    use crate::format::testutil::{self, field, field_str, line_after, XorShift};
 
     #[test]
     fn layout_matches_the_kernel_header() {
@@ -592,7 +357,7 @@ mod tests {
 
     #[test]
     fn validate_applies_the_kernel_volume_checks() {
-        let (_, sb) = SuperBlock::decode_block(&testimg::img4k().block(2)).unwrap();
+        let (_, sb) = SuperBlock::decode_block(&testutil::img4k().block(2)).unwrap();
         sb.validate(4096).unwrap();
         assert!(sb.validate(512).is_err());
         let mut bad = sb.clone();
@@ -619,7 +384,7 @@ mod tests {
 
     #[test]
     fn superblock_matches_debugfs_stats() {
-        for (img, label, slots) in [(testimg::img4k(), "fmtcore4k", 4), (testimg::img512(), "fmtcore512", 2)] {
+        for (img, label, slots) in [(testutil::img4k(), "fmtcore4k", 4), (testutil::img512(), "fmtcore512", 2)] {
             let block = img.block(2);
             assert!(looks_like_superblock(&block));
             let (di, sb) = SuperBlock::decode_block(&block).unwrap();
@@ -664,10 +429,8 @@ mod tests {
     #[test]
     fn decode_never_panics_on_random_or_mutated_buffers() {
         let seed = 0x5b_5eed;
-        println!("seed {seed:#x}");
-        let mut rng = XorShift::new(seed);
-        let seeds = vec![testimg::img4k().block(2), testimg::img512().block(2)];
-        testimg::fuzz(&mut rng, &seeds, |buf| {
+        let seeds = vec![testutil::img4k().block(2), testutil::img512().block(2)];
+        testutil::fuzz(seed, &seeds, |buf| {
             let _ = looks_like_superblock(buf);
             if let Ok((_, sb)) = SuperBlock::decode_block(buf) {
                 let mut out = buf.to_vec();

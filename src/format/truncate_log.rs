@@ -8,7 +8,7 @@
 //! Offsets are relative to `id2`: `decode` takes `&inode_block[0xC0..]`.
 
 use super::bytes::{le16, le32, put_le16, put_le32};
-use super::local_alloc::INODE_ID2_OFFSET;
+use super::dinode::DINODE_ID2_OFFSET;
 use super::{FormatError, Result};
 
 const TL_COUNT: usize = 0x00;
@@ -22,7 +22,7 @@ pub const TRUNCATE_REC_SIZE: usize = 8;
 /// Records that fit in an inode block (`ocfs2_truncate_recs_per_inode`); mkfs writes this as
 /// `tl_count`.
 pub const fn truncate_recs_per_inode(blocksize: u32) -> u16 {
-    ((blocksize as usize - INODE_ID2_OFFSET - TL_RECS) / TRUNCATE_REC_SIZE) as u16
+    ((blocksize as usize - DINODE_ID2_OFFSET - TL_RECS) / TRUNCATE_REC_SIZE) as u16
 }
 
 /// One run of freed clusters.
@@ -76,8 +76,8 @@ impl TruncateLog {
 
     /// Decodes from a whole inode block.
     pub fn decode_inode_block(block: &[u8]) -> Result<Self> {
-        FormatError::need("truncate log", block, INODE_ID2_OFFSET + TL_RECS)?;
-        Self::decode(&block[INODE_ID2_OFFSET..])
+        FormatError::need("truncate log", block, DINODE_ID2_OFFSET + TL_RECS)?;
+        Self::decode(&block[DINODE_ID2_OFFSET..])
     }
 
     /// Writes the header and the live records; slots past `tl_used` are left as they are.
@@ -127,9 +127,9 @@ mod tests {
             tl_reserved1: 0,
             tl_recs: vec![TruncateRec { t_start: 100, t_clusters: 5 }, TruncateRec { t_start: 7, t_clusters: 1 }],
         };
-        log.encode(&mut block[INODE_ID2_OFFSET..]).unwrap();
+        log.encode(&mut block[DINODE_ID2_OFFSET..]).unwrap();
         assert!(log.encode(&mut block[500..]).is_err());
-        assert!(TruncateLog { tl_used: 3, ..log.clone() }.encode(&mut block[INODE_ID2_OFFSET..]).is_err());
+        assert!(TruncateLog { tl_used: 3, ..log.clone() }.encode(&mut block[DINODE_ID2_OFFSET..]).is_err());
         assert_eq!(&block[0xC0..0xD8], &[39, 0, 2, 0, 0, 0, 0, 0, 100, 0, 0, 0, 5, 0, 0, 0, 7, 0, 0, 0, 1, 0, 0, 0]);
         assert_eq!(TruncateLog::decode_inode_block(&block).unwrap(), log);
         assert!(!log.is_full());
@@ -146,5 +146,82 @@ mod tests {
         put_le16(&mut id2, TL_USED, 39);
         assert_eq!(TruncateLog::decode(&id2).unwrap().tl_recs.len(), 39);
         assert!(TruncateLog::decode(&id2[..7]).is_err());
+    }
+
+    #[test]
+    fn random_and_mutated_blocks_never_panic_the_decoder() {
+        let mut seed = vec![0u8; 4096];
+        let mut log = TruncateLog::empty(truncate_recs_per_inode(4096));
+        log.tl_recs.push(TruncateRec { t_start: 1, t_clusters: 2 });
+        log.tl_used = 1;
+        log.encode(&mut seed[DINODE_ID2_OFFSET..]).unwrap();
+        crate::format::testutil::fuzz(0xD1E5_0006, &[seed], |buf| {
+            if let Ok(tl) = TruncateLog::decode_inode_block(buf) {
+                let mut copy = buf.to_vec();
+                tl.encode(&mut copy[DINODE_ID2_OFFSET..]).unwrap();
+                assert_eq!(copy, buf);
+            }
+            let _ = TruncateLog::decode(buf);
+        });
+    }
+}
+
+/// Tests whose other side is debugfs.ocfs2 `stat //truncate_log:NNNN`.
+#[cfg(test)]
+mod reference_tests {
+    use super::*;
+    use crate::format::blockcheck::{self, INODE_CHECK_OFFSET};
+    use crate::format::testutil::{field, TestImage};
+
+    /// `(start, clusters)` rows of the truncate log table.
+    fn rows(stat: &str) -> Vec<(u32, u32)> {
+        let table = &stat[stat.find("Num Clusters").expect("truncate log table")..];
+        table
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let c: Vec<u32> = l.split_whitespace().filter_map(|t| t.parse().ok()).collect();
+                (c.len() == 3).then(|| (c[1], c[2]))
+            })
+            .collect()
+    }
+
+    fn check(img: &TestImage, metaecc: bool) {
+        let ino = img.ls("//")["truncate_log:0000"];
+        let original = img.block(ino);
+        let tl = TruncateLog::decode_inode_block(&original).unwrap();
+        let stat = img.debugfs("stat //truncate_log:0000");
+        assert_eq!(tl.tl_count as u64, field(&stat, "Total Records:"));
+        assert_eq!(tl.tl_used as u64, field(&stat, "Used:"));
+        assert_eq!(tl, TruncateLog::empty(truncate_recs_per_inode(img.block_size as u32)));
+        let mut again = original.clone();
+        again[DINODE_ID2_OFFSET..].fill(0);
+        tl.encode(&mut again[DINODE_ID2_OFFSET..]).unwrap();
+        assert_eq!(again, original, "the truncate log re-encodes byte for byte");
+
+        let mut tl = tl;
+        tl.tl_recs = (0..5).map(|i| TruncateRec { t_start: 1000 + 17 * i, t_clusters: i + 1 }).collect();
+        tl.tl_used = 5;
+        let mut block = original.clone();
+        tl.encode(&mut block[DINODE_ID2_OFFSET..]).unwrap();
+        if metaecc {
+            blockcheck::compute(&mut block, INODE_CHECK_OFFSET);
+        }
+        img.put_block(ino, &block);
+        let stat = img.debugfs("stat //truncate_log:0000");
+        assert_eq!(field(&stat, "Used:"), 5);
+        let want: Vec<(u32, u32)> = tl.tl_recs.iter().map(|r| (r.t_start, r.t_clusters)).collect();
+        assert_eq!(rows(&stat), want);
+        assert_eq!(TruncateLog::decode_inode_block(&img.block(ino)).unwrap(), tl);
+    }
+
+    #[test]
+    fn truncate_log_matches_debugfs_at_4k() {
+        check(&TestImage::mkfs("tl4k", "256M", 4096, &["-N", "2"]), false);
+    }
+
+    #[test]
+    fn truncate_log_matches_debugfs_at_512_with_metaecc() {
+        check(&TestImage::mkfs("tl512", "128M", 512, &["-N", "2", "-J", "size=4M", "--fs-features=metaecc"]), true);
     }
 }

@@ -89,6 +89,28 @@ impl Volume {
         })
     }
 
+    /// Where byte `offset` of file `ino` lives on the device (a byte offset), or `None` when it
+    /// is in a hole, in an unwritten extent, or inline in the inode. Like one FIEMAP record.
+    pub fn physical_offset(&self, ino: u64, offset: u64) -> Result<Option<u64>> {
+        let inner = &*self.inner;
+        let inode = self.inode(ino)?;
+        inode.with_meta(inner, LockLevel::Shared, |view| {
+            if view.has_inline_data() {
+                return Ok(None);
+            }
+            let geo = inner.geo;
+            let list = ExtentList::decode(view.id2()).map_err(|e| Error::format(ino, e))?;
+            let cpos = u32::try_from(offset >> geo.cluster_bits)
+                .map_err(|_| Error::InvalidArgument(format!("offset {offset} is beyond the largest file")))?;
+            Ok(match map_cluster(inner, ino, &list, cpos)? {
+                Mapping::Data { blkno, unwritten: false, .. } => {
+                    Some(geo.block_offset(blkno) + (offset & (geo.cluster_size as u64 - 1)))
+                }
+                _ => None,
+            })
+        })
+    }
+
     /// The whole contents of file `ino`.
     pub fn read_all(&self, ino: u64) -> Result<Vec<u8>> {
         // Grow as data arrives rather than trusting i_size for one allocation: a damaged size

@@ -19,11 +19,14 @@ pub struct OpenOptions {
     pub read_only: bool,
     /// Check metaecc on every metadata block read (when the volume has the feature).
     pub verify_checksums: bool,
+    /// For [`Volume::open_path`]: bypass the page cache (O_DIRECT). `None` chooses: on for
+    /// block devices, off for image files.
+    pub direct: Option<bool>,
 }
 
 impl Default for OpenOptions {
     fn default() -> Self {
-        OpenOptions { read_only: true, verify_checksums: true }
+        OpenOptions { read_only: true, verify_checksums: true, direct: None }
     }
 }
 
@@ -253,7 +256,7 @@ impl Volume {
         let path = path.as_ref();
         let dev = crate::device::FileDevice::open_with(
             path,
-            crate::device::FileDeviceOptions { writable: !options.read_only, direct: None },
+            crate::device::FileDeviceOptions { writable: !options.read_only, direct: options.direct },
         )
         .map_err(|e| {
             Error::Io(crate::device::DeviceError::Io {
