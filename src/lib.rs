@@ -5,9 +5,11 @@
 //! Calls only go down: `format` does no I/O and `device` knows nothing of OCFS2.
 #![deny(unsafe_code)]
 
+pub mod cluster;
 pub mod device;
 pub mod format;
 pub mod fs;
+pub mod journal;
 pub mod mkfs;
 
 pub use device::{BlockDevice, DeviceError, FaultDevice, FileDevice, MemDevice};

@@ -54,17 +54,20 @@ impl BlockDevice for Overlay {
     }
 }
 
-/// Blocks that hold metadata, recognised by their signatures.
-fn metadata_blocks(image: &[u8], bs: usize) -> Vec<u64> {
+/// Blocks that hold metadata, recognised by their signatures, grouped by kind (superblock,
+/// inode, extent block, group descriptor, dx root, dx leaf, directory block).
+fn metadata_blocks(image: &[u8], bs: usize) -> Vec<Vec<u64>> {
     const SIGS: [&[u8]; 6] = [b"OCFSV2\0", b"INODE01\0", b"EXBLK01\0", b"GROUP01\0", b"DXDIR01\0", b"DXLEAF1\0"];
-    let mut out = Vec::new();
+    let mut kinds = vec![Vec::new(); SIGS.len() + 1];
     for (i, block) in image.chunks_exact(bs).enumerate() {
-        let is_dir_block = block[bs - 64 + 0x10..bs - 64 + 0x18] == *b"DIRTRL1\0";
-        if SIGS.iter().any(|s| block.starts_with(s)) || is_dir_block {
-            out.push(i as u64);
+        if let Some(k) = SIGS.iter().position(|s| block.starts_with(s)) {
+            kinds[k].push(i as u64);
+        } else if block[bs - 64 + 0x10..bs - 64 + 0x18] == *b"DIRTRL1\0" {
+            kinds[SIGS.len()].push(i as u64);
         }
     }
-    out
+    kinds.retain(|k| !k.is_empty());
+    kinds
 }
 
 /// Walks everything reachable from the root; returns (paths seen, errors seen).
@@ -124,13 +127,14 @@ fn fuzz_image(label: &str, image: Vec<u8>, cases: u64) {
     let bs = clean.geometry().block_size as usize;
     let (clean_paths, clean_errors) = walk(&clean);
     assert_eq!(clean_errors, 0, "{label}: the clean image reads without errors");
-    let blocks = metadata_blocks(&image, bs);
-    assert!(blocks.len() > 20, "{label}: found only {} metadata blocks", blocks.len());
+    let kinds = metadata_blocks(&image, bs);
+    let total: usize = kinds.iter().map(Vec::len).sum();
+    assert!(total > 20, "{label}: found only {total} metadata blocks");
     let base = Arc::new(image);
     let seed = seed();
     eprintln!(
-        "{label}: {cases} cases over {} metadata blocks, {clean_paths} paths; OCFS2_TEST_SEED={seed}",
-        blocks.len()
+        "{label}: {cases} cases over {total} metadata blocks of {} kinds, {clean_paths} paths; OCFS2_TEST_SEED={seed}",
+        kinds.len()
     );
     let mut rng = Rng::new(seed);
     // The watchdog: if one case runs for more than a minute, report it and abort.
@@ -156,7 +160,9 @@ fn fuzz_image(label: &str, image: Vec<u8>, cases: u64) {
     for case in 0..cases {
         current.store(case, Ordering::SeqCst);
         started.store(epoch.elapsed().as_secs(), Ordering::SeqCst);
-        let blkno = blocks[rng.below(blocks.len() as u64) as usize];
+        // Every kind of block is damaged as often as every other, however many inodes there are.
+        let kind = &kinds[rng.below(kinds.len() as u64) as usize];
+        let blkno = kind[rng.below(kind.len() as u64) as usize];
         let mut patch = base[blkno as usize * bs..(blkno as usize + 1) * bs].to_vec();
         let flips = 1 + rng.below(8);
         for _ in 0..flips {
@@ -263,4 +269,22 @@ fn metaecc_corrects_one_flipped_bit_and_reports_two() {
         assert_eq!(err.errno(), 117, "EUCLEAN for corruption: {err}");
         assert!(err.to_string().contains("metaecc"), "{err}");
     }
+}
+
+/// The volume the Linux kernel wrote (tests/data), with extent trees of depth 2, indexed
+/// directories and every other structure the reader walks.
+fn kernel_image(name: &str) -> Vec<u8> {
+    require_tool("xz");
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../tests/data/{name}.img.xz"));
+    let out = std::process::Command::new("xz").arg("-dc").arg(&src).output().expect("run xz");
+    assert!(out.status.success(), "xz -dc {} failed", src.display());
+    out.stdout
+}
+
+#[test]
+fn damaged_kernel_written_volumes_never_panic() {
+    // Each case walks the whole tree (20,000 names), so this one runs fewer cases.
+    let n = (cases() / 10).max(20);
+    fuzz_image("kernel-1k", kernel_image("kernel-1k"), n);
+    fuzz_image("kernel-4k-metaecc", kernel_image("kernel-4k"), n);
 }

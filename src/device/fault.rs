@@ -5,7 +5,7 @@
 //! are silently dropped (as a power cut would lose them), optionally tearing the last one.
 
 use super::{BlockDevice, DeviceError};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 /// One kind of injected failure.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +21,8 @@ pub enum FaultKind {
     /// Writes with an index above `last` are dropped while reporting success. When
     /// `torn_bytes` is set, write `last` itself lands only its first `torn_bytes` bytes.
     CrashAfterWrite { last: u64, torn_bytes: Option<usize> },
+    /// Every write waits (the disk stalls) until the plan is replaced without this fault.
+    StallWrites,
 }
 
 /// The faults a [`FaultDevice`] injects.
@@ -52,6 +54,8 @@ struct Counters {
 pub struct FaultDevice<D: BlockDevice> {
     inner: D,
     plan: Mutex<FaultPlan>,
+    /// Signalled when the plan changes, to release stalled writes.
+    plan_changed: Condvar,
     counters: Mutex<Counters>,
 }
 
@@ -65,12 +69,18 @@ fn eio(op: &'static str, offset: u64, len: usize) -> DeviceError {
 
 impl<D: BlockDevice> FaultDevice<D> {
     pub fn new(inner: D, plan: FaultPlan) -> Self {
-        FaultDevice { inner, plan: Mutex::new(plan), counters: Mutex::new(Counters::default()) }
+        FaultDevice {
+            inner,
+            plan: Mutex::new(plan),
+            plan_changed: Condvar::new(),
+            counters: Mutex::new(Counters::default()),
+        }
     }
 
     /// Replaces the plan; counters keep counting.
     pub fn set_plan(&self, plan: FaultPlan) {
         *self.plan.lock() = plan;
+        self.plan_changed.notify_all();
     }
 
     /// Reads seen so far.
@@ -122,7 +132,11 @@ impl<D: BlockDevice> BlockDevice for FaultDevice<D> {
         let mut torn = None;
         let mut drop_write = false;
         let mut fail = false;
-        for f in self.plan.lock().faults.iter() {
+        let mut plan = self.plan.lock();
+        while plan.faults.contains(&FaultKind::StallWrites) {
+            self.plan_changed.wait(&mut plan);
+        }
+        for f in plan.faults.iter() {
             match *f {
                 FaultKind::FailWrite(n) if n == index => fail = true,
                 FaultKind::FailWriteRange { start, end } if overlaps(offset, buf.len(), start, end) => fail = true,
@@ -136,6 +150,7 @@ impl<D: BlockDevice> BlockDevice for FaultDevice<D> {
                 _ => {}
             }
         }
+        drop(plan);
         if fail {
             self.counters.lock().injected += 1;
             return Err(eio("write", offset, buf.len()));

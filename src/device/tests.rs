@@ -104,3 +104,18 @@ fn crash_point_drops_later_writes_and_can_tear_the_last() {
     assert_eq!(&image[100..106], b"se\0\0\0\0", "the crash write is torn after 2 bytes");
     assert_eq!(&image[200..205], &[0u8; 5], "writes after the crash are lost");
 }
+
+#[test]
+fn stalled_writes_wait_until_the_plan_is_replaced() {
+    let dev = Arc::new(FaultDevice::new(MemDevice::new(4096), FaultPlan::new().with(FaultKind::StallWrites)));
+    let writer = {
+        let dev = dev.clone();
+        std::thread::spawn(move || dev.write_at(0, b"late").unwrap())
+    };
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert!(!writer.is_finished(), "the write must stall");
+    assert_eq!(dev.inner().to_bytes()[..4], [0u8; 4]);
+    dev.set_plan(FaultPlan::new());
+    writer.join().unwrap();
+    assert_eq!(&dev.inner().to_bytes()[..4], b"late");
+}

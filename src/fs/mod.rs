@@ -8,6 +8,7 @@ mod dx;
 mod error;
 mod extent_map;
 mod file;
+mod heartbeat_area;
 mod inode;
 pub mod lock;
 mod meta;
@@ -18,6 +19,7 @@ mod volume;
 
 pub use dir::DirEntry;
 pub use error::{Error, Result};
+pub use heartbeat_area::HeartbeatArea;
 pub use inode::{FileType, Metadata, Timestamp};
 pub use statfs::StatFs;
 pub use symlink::MAX_SYMLINK_LEN;
