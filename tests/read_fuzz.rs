@@ -140,12 +140,17 @@ fn fuzz_image(label: &str, image: Vec<u8>, cases: u64) {
     // The watchdog: if one case runs for more than a minute, report it and abort.
     let current = Arc::new(AtomicU64::new(0));
     let started = Arc::new(AtomicU64::new(0));
+    // Set when this image's cases are over, so the watchdog does not outlive them.
+    let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let epoch = Instant::now();
     {
-        let (current, started) = (current.clone(), started.clone());
+        let (current, started, finished) = (current.clone(), started.clone(), finished.clone());
         let label = label.to_string();
         std::thread::spawn(move || loop {
             std::thread::sleep(Duration::from_secs(5));
+            if finished.load(Ordering::SeqCst) {
+                return;
+            }
             let since = epoch.elapsed().as_secs().saturating_sub(started.load(Ordering::SeqCst));
             if since > 60 {
                 eprintln!(
@@ -196,6 +201,7 @@ fn fuzz_image(label: &str, image: Vec<u8>, cases: u64) {
             Err(_) => panic!("{label}: case {case} (block {blkno}) panicked; replay with OCFS2_TEST_SEED={seed}"),
         }
     }
+    finished.store(true, Ordering::SeqCst);
     eprintln!("{label}: {opened} of {cases} damaged images opened; {errs} errors reported");
 }
 

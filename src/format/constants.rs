@@ -222,10 +222,14 @@ impl SystemInode {
         }
     }
 
-    /// The i_flags mkfs gives the inode, besides VALID and SYSTEM.
+    /// The i_flags mkfs.ocfs2 gives the inode, besides VALID and SYSTEM (the kernel's table lists
+    /// none for the global bitmap, but mkfs makes it a chain allocator like the others).
     pub fn iflags(self) -> u32 {
         match self {
-            SystemInode::GlobalInodeAlloc | SystemInode::ExtentAlloc | SystemInode::InodeAlloc => BITMAP_FL | CHAIN_FL,
+            SystemInode::GlobalInodeAlloc
+            | SystemInode::GlobalBitmap
+            | SystemInode::ExtentAlloc
+            | SystemInode::InodeAlloc => BITMAP_FL | CHAIN_FL,
             SystemInode::Heartbeat => HEARTBEAT_FL,
             SystemInode::UserQuota
             | SystemInode::GroupQuota
@@ -234,7 +238,7 @@ impl SystemInode {
             SystemInode::Journal => JOURNAL_FL,
             SystemInode::LocalAlloc => BITMAP_FL | LOCAL_ALLOC_FL,
             SystemInode::TruncateLog => DEALLOC_FL,
-            SystemInode::BadBlock | SystemInode::SlotMap | SystemInode::GlobalBitmap | SystemInode::OrphanDir => 0,
+            SystemInode::BadBlock | SystemInode::SlotMap | SystemInode::OrphanDir => 0,
         }
     }
 
