@@ -21,7 +21,7 @@ echo "== fsck.ocfs2 -fn (the real tool judges our format)"
 fsck.ocfs2 -fn "$IMG"
 echo
 echo "== debugfs.ocfs2 -R stats (abridged)"
-debugfs.ocfs2 -R stats "$IMG" | grep -E "Feature|Block Size|Max Node|Label|UUID"
+debugfs.ocfs2 -R stats "$IMG" | grep -E "Feature (Compat|Incompat|RO)|Block Size|Max Node|Label|UUID"
 echo
 echo "== ocfs2-files ls -l //   (the system directory, read by ocfs2-rs)"
 "$BIN/ocfs2-files" "$IMG" ls -l //
