@@ -14,13 +14,15 @@ if [ ! -s "$IMG.done" ]; then
     guest=$(mktemp /tmp/bench-guest.XXXXXX.sh)
     cat > "$guest" <<'GUEST'
 set -e
+# mkfs.ocfs2 looks for mounts in /etc/mtab, which the guest lacks.
+[ -e /etc/mtab ] || ln -s /proc/mounts /etc/mtab
 mkfs.ocfs2 -q -F -M local -b 4096 -C 1M -N 1 -J size=16M -L bench /dev/vda
 mkdir -p /mnt/b && mount -t ocfs2 /dev/vda /mnt/b
 dd if=/dev/urandom of=/mnt/b/big bs=1M count=1024 2>&1 | tail -1
 sha256sum /mnt/b/big
 umount /mnt/b
 GUEST
-    KVM_TIMEOUT=1200 "$KVM/run-guest.sh" "$IMG" "$guest" | grep -E "big|copied|SCRIPT END"
+    KVM_TIMEOUT=1200 "$KVM/run-guest.sh" "$IMG" "$guest" | sed -n '/SCRIPT START/,/SCRIPT END/p'
     rm -f "$guest"
     echo ok > "$IMG.done"
 fi

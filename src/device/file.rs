@@ -30,6 +30,9 @@ pub struct FileDevice {
     writable: bool,
     /// Serialises read-modify-write cycles of partial sectors under O_DIRECT.
     rmw: Mutex<()>,
+    /// A bounce buffer kept between requests: allocating a fresh one costs a page fault per
+    /// page, which for large reads costs more than the copy itself.
+    spare: Mutex<Option<AlignedBuf>>,
 }
 
 impl FileDevice {
@@ -57,7 +60,15 @@ impl FileDevice {
         let mut file = open.open(path)?;
         let size = if is_block { file.seek(SeekFrom::End(0))? } else { meta.len() };
         let sector_size = if is_block { block_sector_size(&file).unwrap_or(512) } else { 512 };
-        Ok(FileDevice { file, size, sector_size, direct, writable: options.writable, rmw: Mutex::new(()) })
+        Ok(FileDevice {
+            file,
+            size,
+            sector_size,
+            direct,
+            writable: options.writable,
+            rmw: Mutex::new(()),
+            spare: Mutex::new(None),
+        })
     }
 
     /// True when I/O bypasses the page cache.
@@ -83,6 +94,22 @@ impl FileDevice {
         self.file.write_all_at(buf, offset).map_err(|e| DeviceError::from_io("write", offset, buf.len(), e))
     }
 
+    /// A bounce buffer of at least `len` bytes: the spare one when it is big enough.
+    fn bounce(&self, len: usize) -> AlignedBuf {
+        match self.spare.lock().take() {
+            Some(b) if b.layout.size() >= len => b,
+            _ => AlignedBuf::new(len, self.align() as usize),
+        }
+    }
+
+    /// Keeps `buf` for the next request, unless a bigger one is already kept.
+    fn keep(&self, buf: AlignedBuf) {
+        let mut spare = self.spare.lock();
+        if spare.as_ref().is_none_or(|s| s.layout.size() < buf.layout.size()) {
+            *spare = Some(buf);
+        }
+    }
+
     /// The aligned window `[start, end)` covering `[offset, offset + len)`.
     fn window(&self, offset: u64, len: usize) -> (u64, u64) {
         let a = self.align();
@@ -99,11 +126,15 @@ impl BlockDevice for FileDevice {
             return self.raw_read(offset, buf);
         }
         let (start, end) = self.window(offset, buf.len());
-        let mut bounce = AlignedBuf::new((end - start) as usize, self.align() as usize);
-        self.raw_read(start, bounce.as_mut_slice())?;
-        let skip = (offset - start) as usize;
-        buf.copy_from_slice(&bounce.as_slice()[skip..skip + buf.len()]);
-        Ok(())
+        let window = (end - start) as usize;
+        let mut bounce = self.bounce(window);
+        let result = self.raw_read(start, &mut bounce.as_mut_slice()[..window]);
+        if result.is_ok() {
+            let skip = (offset - start) as usize;
+            buf.copy_from_slice(&bounce.as_slice()[skip..skip + buf.len()]);
+        }
+        self.keep(bounce);
+        result
     }
 
     fn write_at(&self, offset: u64, buf: &[u8]) -> Result<(), DeviceError> {
@@ -115,16 +146,22 @@ impl BlockDevice for FileDevice {
             return self.raw_write(offset, buf);
         }
         let (start, end) = self.window(offset, buf.len());
-        let mut bounce = AlignedBuf::new((end - start) as usize, self.align() as usize);
-        let _guard = self.rmw.lock();
-        let partial_head = start != offset;
-        let partial_tail = end != offset + buf.len() as u64;
-        if partial_head || partial_tail {
-            self.raw_read(start, bounce.as_mut_slice())?;
-        }
-        let skip = (offset - start) as usize;
-        bounce.as_mut_slice()[skip..skip + buf.len()].copy_from_slice(buf);
-        self.raw_write(start, bounce.as_slice())
+        let window = (end - start) as usize;
+        let mut bounce = self.bounce(window);
+        let result = {
+            let _guard = self.rmw.lock();
+            let area = &mut bounce.as_mut_slice()[..window];
+            let partial_head = start != offset;
+            let partial_tail = end != offset + buf.len() as u64;
+            let filled = if partial_head || partial_tail { self.raw_read(start, area) } else { Ok(()) };
+            filled.and_then(|()| {
+                let skip = (offset - start) as usize;
+                area[skip..skip + buf.len()].copy_from_slice(buf);
+                self.raw_write(start, area)
+            })
+        };
+        self.keep(bounce);
+        result
     }
 
     fn flush(&self) -> Result<(), DeviceError> {
@@ -161,6 +198,10 @@ struct AlignedBuf {
     ptr: *mut u8,
     layout: Layout,
 }
+
+// SAFETY: an AlignedBuf owns its allocation alone (no aliases exist outside `&self`/`&mut self`
+// borrows), so moving it to another thread is as safe as moving a Vec<u8>.
+unsafe impl Send for AlignedBuf {}
 
 impl AlignedBuf {
     fn new(len: usize, align: usize) -> Self {
