@@ -4,3 +4,6 @@
 //! Each protocol has a core that is a pure state machine over `(now, event)` returning actions,
 //! and a thin driver that does the disk and socket work on threads, so that the same cores run
 //! in the deterministic simulator of the tests.
+
+pub mod config;
+pub mod timeouts;
