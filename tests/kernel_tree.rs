@@ -89,7 +89,11 @@ fn check_kernel_image(name: &str) {
         let out = Command::new(OCFS2_FILES).arg(&img).arg("cat").arg(&p).output().unwrap();
         assert!(out.status.success());
         assert_eq!(out.stdout.len() as u64, fields[3].parse::<u64>().unwrap(), "{p}");
-        let mut sha = Command::new("sha256sum").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+        let mut sha = Command::new("sha256sum")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
         use std::io::Write;
         sha.stdin.take().unwrap().write_all(&out.stdout).unwrap();
         let digest = String::from_utf8(sha.wait_with_output().unwrap().stdout).unwrap();
