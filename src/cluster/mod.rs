@@ -6,4 +6,5 @@
 //! in the deterministic simulator of the tests.
 
 pub mod config;
+pub mod net;
 pub mod timeouts;
