@@ -6,5 +6,6 @@
 //! in the deterministic simulator of the tests.
 
 pub mod config;
+pub mod heartbeat;
 pub mod net;
 pub mod timeouts;
