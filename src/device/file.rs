@@ -76,14 +76,24 @@ impl FileDevice {
         self.direct
     }
 
-    fn align(&self) -> u64 {
-        // Page alignment satisfies every device's O_DIRECT rules for memory and offsets.
+    /// O_DIRECT wants offsets and lengths in whole logical sectors. Rounding them up further
+    /// (say to a page) would turn a one-sector write into a read-modify-write of its neighbours,
+    /// which on a shared disk overwrites what other nodes wrote there meanwhile (the heartbeat
+    /// slots of other nodes are neighbouring sectors).
+    fn io_align(&self) -> u64 {
+        self.sector_size as u64
+    }
+
+    /// Memory for O_DIRECT: page alignment satisfies every device.
+    fn mem_align(&self) -> u64 {
         (self.sector_size as u64).max(4096)
     }
 
     fn is_aligned(&self, offset: u64, ptr: *const u8, len: usize) -> bool {
-        let a = self.align();
-        offset.is_multiple_of(a) && (len as u64).is_multiple_of(a) && (ptr as usize as u64).is_multiple_of(a)
+        let a = self.io_align();
+        offset.is_multiple_of(a)
+            && (len as u64).is_multiple_of(a)
+            && (ptr as usize as u64).is_multiple_of(self.mem_align())
     }
 
     fn raw_read(&self, offset: u64, buf: &mut [u8]) -> Result<(), DeviceError> {
@@ -98,7 +108,7 @@ impl FileDevice {
     fn bounce(&self, len: usize) -> AlignedBuf {
         match self.spare.lock().take() {
             Some(b) if b.layout.size() >= len => b,
-            _ => AlignedBuf::new(len, self.align() as usize),
+            _ => AlignedBuf::new(len, self.mem_align() as usize),
         }
     }
 
@@ -112,7 +122,7 @@ impl FileDevice {
 
     /// The aligned window `[start, end)` covering `[offset, offset + len)`.
     fn window(&self, offset: u64, len: usize) -> (u64, u64) {
-        let a = self.align();
+        let a = self.io_align();
         let start = offset / a * a;
         let end = (offset + len as u64).div_ceil(a) * a;
         (start, end)

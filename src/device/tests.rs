@@ -119,3 +119,19 @@ fn stalled_writes_wait_until_the_plan_is_replaced() {
     writer.join().unwrap();
     assert_eq!(&dev.inner().to_bytes()[..4], b"late");
 }
+
+#[test]
+fn direct_io_transfers_whole_sectors_not_whole_pages() {
+    // A one-sector write must not become a read-modify-write of the page around it: on a shared
+    // disk that would write stale copies of other nodes' neighbouring heartbeat sectors back.
+    // On a file of two sectors, any page-sized transfer would fail at the end of the file.
+    let path = temp_file("sectors", 1024);
+    let dev = FileDevice::open_with(&path, FileDeviceOptions { writable: true, direct: Some(true) }).unwrap();
+    dev.write_at(512, &[0xBB; 512]).unwrap();
+    dev.write_at(0, &[0xAA; 512]).unwrap();
+    let mut back = vec![0u8; 1024];
+    dev.read_at(0, &mut back).unwrap();
+    assert!(back[..512].iter().all(|&x| x == 0xAA));
+    assert!(back[512..].iter().all(|&x| x == 0xBB));
+    std::fs::remove_file(path).unwrap();
+}
