@@ -8,10 +8,14 @@
 mod fault;
 mod file;
 mod mem;
+mod nbd;
+mod open;
 
 pub use fault::{FaultDevice, FaultKind, FaultPlan};
 pub use file::{FileDevice, FileDeviceOptions};
 pub use mem::MemDevice;
+pub use nbd::{NbdAddress, NbdDevice, NbdExport, NbdNegotiation, NbdOptions, NbdStats, NBD_DEFAULT_PORT};
+pub use open::{is_nbd_url, open_device, open_device_with};
 
 use std::fmt;
 
