@@ -1,7 +1,8 @@
 //! `ocfs2-files DEVICE COMMAND ...`: read an OCFS2 volume directly, without mounting it.
 //!
 //! Commands: `ls [-l] [PATH]`, `stat PATH`, `cat PATH...`, `get SRC DST`, `tree [PATH]`, `df`.
-//! Paths are absolute inside the volume; `//` names the system directory as in debugfs.ocfs2.
+//! DEVICE is an image file, a block device or an `nbd://host:port/export` URL. Paths are absolute
+//! inside the volume; `//` names the system directory as in debugfs.ocfs2.
 
 use ocfs2::fs::{DirEntry, FileType, Metadata, Timestamp};
 use ocfs2::{OpenOptions, Volume};
@@ -28,7 +29,11 @@ fn main() -> ExitCode {
         eprintln!("{USAGE}");
         return if args.iter().any(|a| a == "-h" || a == "--help") { ExitCode::SUCCESS } else { ExitCode::from(2) };
     }
-    let vol = match Volume::open_path(&args[0], OpenOptions::default()) {
+    // The device is a path (image file or block device) or an nbd:// URL.
+    let opened = ocfs2::device::open_device(&args[0], false)
+        .map_err(|e| e.to_string())
+        .and_then(|dev| Volume::open(dev, OpenOptions::default()).map_err(|e| e.to_string()));
+    let vol = match opened {
         Ok(v) => v,
         Err(e) => {
             eprintln!("ocfs2-files: {}: {e}", args[0]);

@@ -12,7 +12,6 @@
 //! `-F` is given.
 
 use ocfs2::mkfs::{self, FeatureLevel, FeatureRequest, FsType, MkfsError, MkfsOptions, MountType};
-use ocfs2::FileDevice;
 use std::process::ExitCode;
 
 const PROG: &str = "ocfs2-mkfs";
@@ -292,8 +291,9 @@ fn main() -> ExitCode {
 
 fn run(cmd: &Command, device: &str) -> Result<(), MkfsError> {
     let open = |rw: bool| {
-        let res = if rw { FileDevice::open_rw(device) } else { FileDevice::open(device) };
-        res.map_err(|e| MkfsError::InvalidOption(format!("cannot open {device}: {e}")))
+        // A path or an nbd:// URL.
+        ocfs2::device::open_device(device, rw)
+            .map_err(|e| MkfsError::InvalidOption(format!("cannot open {device}: {e}")))
     };
     if cmd.opts.uuid.is_some() && !cmd.quiet {
         println!(
