@@ -12,5 +12,7 @@ pub mod fs;
 pub mod journal;
 pub mod mkfs;
 
+pub use cluster::membership::{FenceAction, FenceReason, MemberEvent};
+pub use cluster::stack::{Cluster, ClusterError, ClusterOptions, ClusterStatus};
 pub use device::{BlockDevice, DeviceError, FaultDevice, FileDevice, MemDevice};
 pub use fs::{DirEntry, Error, FileType, Metadata, OpenOptions, StatFs, Volume, VolumeInfo};

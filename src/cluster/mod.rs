@@ -7,5 +7,8 @@
 
 pub mod config;
 pub mod heartbeat;
+pub mod membership;
 pub mod net;
+pub mod quorum;
+pub mod stack;
 pub mod timeouts;
