@@ -346,15 +346,20 @@ impl Cluster {
                 (Arc::new(FencedDevice::new(node_fenced, own.clone())), own)
             }
         };
-        let hb = Heartbeat::start_with_fence(
+        // Membership follows the region from its first read, so that peers already heartbeating
+        // are dialled while our start settles, as the kernel does. If the start fails, the
+        // sender is dropped and membership sees the region close.
+        let (events, stream) = std::sync::mpsc::channel();
+        self.membership.add_region(name, stream).map_err(|e| ClusterError::Thread(e.to_string()))?;
+        let hb = Heartbeat::start_with_subscriber(
             dev,
             region,
             self.local.number,
             self.heartbeat_config(),
             Arc::new(SystemClock::new()),
             switch,
+            Some(events),
         )?;
-        self.membership.add_region(name, hb.subscribe()).map_err(|e| ClusterError::Thread(e.to_string()))?;
         log::info!("o2hb: heartbeat started on region {name} ({description})");
         regions.insert(name.to_string(), RunningRegion { heartbeat: hb, device: description });
         Ok(())

@@ -136,6 +136,22 @@ impl Heartbeat {
         clock: Arc<dyn Clock>,
         fence: FenceSwitch,
     ) -> Result<Heartbeat, HeartbeatError> {
+        Self::start_with_subscriber(dev, region, node, config, clock, fence, None)
+    }
+
+    /// As [`start_with_fence`](Self::start_with_fence), with `subscriber` receiving events from
+    /// the first read on, while the start is still settling. A node seen live during the start
+    /// is reported at once, so o2net can dial it as early as the kernel would; subscribers added
+    /// later with [`subscribe`](Self::subscribe) hear of it only after the start returns.
+    pub fn start_with_subscriber(
+        dev: Arc<dyn BlockDevice>,
+        region: HeartbeatRegion,
+        node: u8,
+        config: HeartbeatConfig,
+        clock: Arc<dyn Clock>,
+        fence: FenceSwitch,
+        subscriber: Option<mpsc::Sender<HeartbeatEvent>>,
+    ) -> Result<Heartbeat, HeartbeatError> {
         if fence.is_thrown() {
             return Err(HeartbeatError::Fenced);
         }
@@ -160,7 +176,7 @@ impl Heartbeat {
             state: Mutex::new(State {
                 status: HeartbeatStatus::Starting,
                 live: NodeMap::new(),
-                subscribers: Vec::new(),
+                subscribers: subscriber.into_iter().collect(),
                 stats: HeartbeatStats::default(),
             }),
             changed: Condvar::new(),
