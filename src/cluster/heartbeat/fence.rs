@@ -38,11 +38,14 @@ impl FenceSwitch {
 pub struct FencedDevice<D: BlockDevice> {
     inner: D,
     switch: FenceSwitch,
+    /// Set after the first refusal is logged: once a node has fenced, every write fails, and
+    /// one line says so better than thousands.
+    reported: AtomicBool,
 }
 
 impl<D: BlockDevice> FencedDevice<D> {
     pub fn new(inner: D, switch: FenceSwitch) -> Self {
-        FencedDevice { inner, switch }
+        FencedDevice { inner, switch, reported: AtomicBool::new(false) }
     }
 
     pub fn switch(&self) -> &FenceSwitch {
@@ -54,9 +57,16 @@ impl<D: BlockDevice> FencedDevice<D> {
     }
 }
 
-fn fenced(op: &'static str, offset: u64, len: usize) -> DeviceError {
-    log::error!("refusing a {op} of {len} bytes at offset {offset}: this node has fenced itself");
-    DeviceError::Io { op, offset, len, errno: libc::EIO }
+impl<D: BlockDevice> FencedDevice<D> {
+    fn fenced(&self, op: &'static str, offset: u64, len: usize) -> DeviceError {
+        if !self.reported.swap(true, Ordering::SeqCst) {
+            log::error!(
+                "refusing a {op} of {len} bytes at offset {offset}: this node has fenced itself; \
+                 every further write to this device is refused"
+            );
+        }
+        DeviceError::Io { op, offset, len, errno: libc::EIO }
+    }
 }
 
 impl<D: BlockDevice> BlockDevice for FencedDevice<D> {
@@ -66,14 +76,14 @@ impl<D: BlockDevice> BlockDevice for FencedDevice<D> {
 
     fn write_at(&self, offset: u64, buf: &[u8]) -> Result<(), DeviceError> {
         if self.switch.is_thrown() {
-            return Err(fenced("write", offset, buf.len()));
+            return Err(self.fenced("write", offset, buf.len()));
         }
         self.inner.write_at(offset, buf)
     }
 
     fn flush(&self) -> Result<(), DeviceError> {
         if self.switch.is_thrown() {
-            return Err(fenced("flush", 0, 0));
+            return Err(self.fenced("flush", 0, 0));
         }
         self.inner.flush()
     }
