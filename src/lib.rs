@@ -11,6 +11,8 @@ pub mod format;
 pub mod fs;
 pub mod journal;
 pub mod mkfs;
+#[doc(hidden)]
+pub mod testing;
 
 pub use cluster::membership::{FenceAction, FenceReason, MemberEvent};
 pub use cluster::stack::{Cluster, ClusterError, ClusterOptions, ClusterStatus};

@@ -113,26 +113,11 @@ impl Drop for Server {
 
 // ---- Helpers ----
 
-/// A seeded xorshift generator: every random test prints its seed.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
+use ocfs2::testing::Rng;
 
 /// An image of `size` bytes filled with a seeded pattern.
 fn patterned_image(path: &Path, size: usize, seed: u64) -> Vec<u8> {
-    let data = Rng(seed).bytes(size);
+    let data = Rng::new(seed).bytes(size);
     std::fs::write(path, &data).unwrap();
     data
 }
@@ -151,7 +136,7 @@ fn connect(url: &str, options: NbdOptions) -> NbdDevice {
 
 /// Random unaligned writes mirrored in `model`, then random unaligned reads checked against it.
 fn random_io(dev: &NbdDevice, model: &mut [u8], seed: u64, rounds: usize, fua: bool) {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let size = model.len() as u64;
     for round in 0..rounds {
         let len = 1 + rng.below(20_000) as usize;
@@ -285,7 +270,7 @@ fn two_clients_of_one_export_see_each_others_writes() {
         .map(|t| {
             let (mine, other) = if t % 2 == 0 { (a.clone(), b.clone()) } else { (b.clone(), a.clone()) };
             std::thread::spawn(move || {
-                let mut rng = Rng(0xabc0 + t);
+                let mut rng = Rng::new(0xabc0 + t);
                 let base = (1 << 20) + t * (256 << 10);
                 for _ in 0..50 {
                     let len = 1 + rng.below(9000) as usize;
@@ -322,7 +307,7 @@ fn requests_above_qemu_nbds_maximum_payload_are_split() {
     dev.read_at(at, &mut buf).unwrap();
     assert!(buf == model[at as usize..at as usize + len]);
     assert!(dev.stats().commands - before >= 2, "the read went out in pieces");
-    let data = Rng(6).bytes(len);
+    let data = Rng::new(6).bytes(len);
     dev.write_at(at, &data).unwrap();
     model[at as usize..at as usize + len].copy_from_slice(&data);
     dev.flush().unwrap();
@@ -511,7 +496,7 @@ fn nbdkit_with_strict_block_sizes_gets_aligned_split_requests() {
     let mut model = vec![0u8; 8 << 20];
     random_io(&dev, &mut model, 0x4b17, 300, true);
     // One write of 1 MiB + 5 at an odd offset: read-modify-write at both edges, 64 KiB pieces.
-    let data = Rng(9).bytes((1 << 20) + 5);
+    let data = Rng::new(9).bytes((1 << 20) + 5);
     let before = dev.stats().commands;
     dev.write_at(4095, &data).unwrap();
     assert!(dev.stats().commands - before >= 16, "split into at most 64 KiB pieces");
@@ -578,7 +563,7 @@ fn nbdkit_error_replies_come_back_as_the_servers_errno() {
 /// A server that negotiates properly, then answers each request with a reply that is valid,
 /// mangled, truncated or absent, chosen by `seed`.
 fn fake_server(listener: TcpListener, seed: u64, stop: Arc<AtomicBool>) {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     for stream in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
             return;
@@ -664,7 +649,7 @@ fn serve_one(s: &mut TcpStream, rng: &mut Rng) -> std::io::Result<()> {
             3 => {
                 for _ in 0..1 + rng.below(4) {
                     let i = rng.below(reply.len().min(64) as u64) as usize;
-                    reply[i] = rng.next() as u8;
+                    reply[i] = rng.next_u64() as u8;
                 }
                 false
             }
@@ -709,7 +694,7 @@ fn a_server_sending_mangled_replies_gets_errors_never_a_panic_or_a_hang() {
     };
     let url = format!("nbd://127.0.0.1:{port}/fake");
     let dev = connect(&url, opts(200));
-    let mut rng = Rng(seed ^ 0xffff);
+    let mut rng = Rng::new(seed ^ 0xffff);
     let (mut ok, mut failed) = (0, 0);
     let start = Instant::now();
     for _ in 0..400 {

@@ -1584,25 +1584,13 @@ mod tests {
         }
     }
 
-    /// A small seeded generator so that a failure can be replayed.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n.max(1)
-        }
-    }
+    use crate::testing::Rng;
 
     /// A plausible server transcript for one read of `len` bytes at `at`: valid, then mangled.
     fn transcript(rng: &mut Rng, min: u32, at: u64, len: usize) -> Vec<u8> {
         let structured = rng.below(2) == 0;
         let mut s = handshake_bytes(structured, 1 << 20, min, 1 << 20);
-        let data = pattern(len, rng.next() as u8);
+        let data = pattern(len, rng.next_u64() as u8);
         if structured {
             let mut pos = 0;
             while pos < len {
@@ -1626,12 +1614,12 @@ mod tests {
             match rng.below(3) {
                 0 => {
                     let i = rng.below(s.len() as u64) as usize;
-                    s[i] = rng.next() as u8;
+                    s[i] = rng.next_u64() as u8;
                 }
                 1 => s.truncate(rng.below(s.len() as u64) as usize),
                 _ => {
                     let i = rng.below(s.len() as u64) as usize;
-                    let junk: Vec<u8> = (0..rng.below(40)).map(|_| rng.next() as u8).collect();
+                    let junk: Vec<u8> = (0..rng.below(40)).map(|_| rng.next_u64() as u8).collect();
                     s.splice(i..i, junk);
                 }
             }
@@ -1642,7 +1630,7 @@ mod tests {
     #[test]
     fn no_server_bytes_make_the_client_panic() {
         let seed = 0x5eed_0000_1234_5678u64;
-        let mut rng = Rng(seed);
+        let mut rng = Rng::new(seed);
         let mut outcomes = [0u32; 3]; // reads that succeeded, got a server error, broke
         for round in 0..20_000 {
             // Aligned to the minimum block, so that one command answers the read.
@@ -1652,7 +1640,7 @@ mod tests {
             let bytes = if round % 10 == 0 {
                 // Pure noise after a valid greeting, or from the first byte.
                 let mut v = if rng.below(2) == 0 { greeting(FLAG_FIXED_NEWSTYLE) } else { Vec::new() };
-                v.extend((0..rng.below(300)).map(|_| rng.next() as u8));
+                v.extend((0..rng.below(300)).map(|_| rng.next_u64() as u8));
                 v
             } else {
                 transcript(&mut rng, min, at, len)

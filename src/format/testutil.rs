@@ -26,35 +26,8 @@ use crate::format::group::GroupDesc;
 /// Where every test image of `format` is made.
 pub const IMAGE_DIR: &str = "/tmp/ocfs2-format-tests";
 
-/// xorshift64*: a tiny seeded PRNG, so failures replay from the printed seed.
-pub struct XorShift(u64);
-
-impl XorShift {
-    pub fn new(seed: u64) -> Self {
-        XorShift(seed.max(1))
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// A number below `n` (0 when `n` is 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-
-    pub fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let v = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
-    }
-}
+/// The crate's seeded generator, under the name these tests use.
+pub use crate::testing::Rng as XorShift;
 
 /// Calls `f` on buffers of every length 0..=4096: random bytes, and each of `seeds` cut or
 /// zero-padded to that length with a few bytes changed. Prints `seed` so a failure replays.

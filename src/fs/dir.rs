@@ -86,7 +86,9 @@ fn walk_dir<B>(
     let (_, kind) = block_layout(vol, view);
     let list = ExtentList::decode(view.id2()).map_err(|e| Error::format(ino, e))?;
     let geo = vol.geo;
-    let blocks = view.dinode.i_size >> geo.block_bits;
+    // Rounded up, as ocfs2-tools count a directory's blocks: mkfs.ocfs2 gives lost+found the
+    // size of its usable area, short of the trailer.
+    let blocks = view.dinode.i_size.div_ceil(u64::from(geo.block_size));
     let per_cluster = geo.blocks_per_cluster();
     let mut lblk = 0u64;
     while lblk < blocks {

@@ -2,6 +2,7 @@
 
 use crate::device::DeviceError;
 use crate::format::FormatError;
+use crate::journal::JournalError;
 use std::fmt;
 
 /// Everything a volume operation can fail with.
@@ -30,6 +31,21 @@ pub enum Error {
     Loop(String),
     /// The volume is open read-only.
     ReadOnly,
+    /// No space left for the allocation.
+    NoSpace(String),
+    /// The name exists already.
+    Exists(String),
+    /// The directory is not empty.
+    NotEmpty(String),
+    /// A directory has as many links as the format allows.
+    TooManyLinks(String),
+    /// Something else holds what the operation needs (a slot, a volume in use by others).
+    Busy(String),
+    /// The journal failed (other than by a device error, which is [`Error::Io`]).
+    Journal(JournalError),
+    /// An earlier write of journal or metadata failed: the volume refuses every write until it
+    /// is opened again, since what is on disk may no longer match what this node believes.
+    Stopped(String),
 }
 
 /// Results of the filesystem layer.
@@ -50,6 +66,13 @@ impl Error {
             Error::NameTooLong(_) => libc::ENAMETOOLONG,
             Error::Loop(_) => libc::ELOOP,
             Error::ReadOnly => libc::EROFS,
+            Error::NoSpace(_) => libc::ENOSPC,
+            Error::Exists(_) => libc::EEXIST,
+            Error::NotEmpty(_) => libc::ENOTEMPTY,
+            Error::Busy(_) => libc::EBUSY,
+            Error::TooManyLinks(_) => libc::EMLINK,
+            Error::Journal(e) => e.errno(),
+            Error::Stopped(_) => libc::EIO,
         }
     }
 
@@ -69,6 +92,15 @@ impl From<DeviceError> for Error {
     }
 }
 
+impl From<JournalError> for Error {
+    fn from(e: JournalError) -> Self {
+        match e {
+            JournalError::Device(d) => Error::Io(d),
+            other => Error::Journal(other),
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -83,6 +115,13 @@ impl fmt::Display for Error {
             Error::NameTooLong(len) => write!(f, "name of {len} bytes is longer than 255 bytes"),
             Error::Loop(path) => write!(f, "{path}: too many levels of symbolic links"),
             Error::ReadOnly => write!(f, "the volume is open read-only"),
+            Error::NoSpace(what) => write!(f, "no space left on the volume: {what}"),
+            Error::Exists(name) => write!(f, "{name}: exists already"),
+            Error::NotEmpty(name) => write!(f, "{name}: directory not empty"),
+            Error::Busy(what) => write!(f, "busy: {what}"),
+            Error::TooManyLinks(what) => write!(f, "{what}: too many links"),
+            Error::Journal(e) => write!(f, "{e}"),
+            Error::Stopped(why) => write!(f, "the volume stopped writing after an earlier failure: {why}"),
         }
     }
 }

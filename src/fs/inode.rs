@@ -3,7 +3,8 @@
 //! An [`Inode`] is named by its block number (OCFS2's inode number). Its dinode block is read
 //! under the inode's meta lock and cached together with the lock epoch it was read under; a
 //! later access under a different epoch (the lock was lost meanwhile) rereads it. On a local
-//! volume the epoch never changes, so the block is read once.
+//! volume the epoch never changes, so the block is read once, until a transaction commits:
+//! the volume's write sequence is part of what a cached view is checked against.
 
 use super::error::{Error, Result};
 use super::lock::{LockLevel, LockName};
@@ -170,6 +171,8 @@ impl InodeView {
 
 struct Cached {
     epoch: u64,
+    /// The volume's write sequence when the block was read: a commit since makes it stale.
+    seq: u64,
     view: InodeView,
 }
 
@@ -200,8 +203,11 @@ impl Inode {
     }
 
     fn view(&self, vol: &VolumeInner, epoch: u64) -> Result<InodeView> {
+        // Read the sequence before the block: a commit racing with this read then leaves the
+        // cached view marked stale rather than hiding the new contents.
+        let seq = vol.write_seq.load(std::sync::atomic::Ordering::Acquire);
         if let Some(c) = self.cached.read().as_ref() {
-            if c.epoch == epoch {
+            if c.epoch == epoch && c.seq == seq {
                 return Ok(c.view.clone());
             }
         }
@@ -223,7 +229,7 @@ impl Inode {
             return Err(Error::corrupt(self.blkno, "inode is not marked valid (it was freed)"));
         }
         let view = InodeView { block, dinode };
-        *self.cached.write() = Some(Cached { epoch, view: view.clone() });
+        *self.cached.write() = Some(Cached { epoch, seq, view: view.clone() });
         Ok(view)
     }
 }

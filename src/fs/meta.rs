@@ -4,6 +4,10 @@
 //! that the block is inside the volume and, on volumes with metaecc, verifies (and where it
 //! can, corrects) the block before anything decodes it. Cached blocks are kept until the cache
 //! is cleared, which the lock layer does when a lock guarding them is lost.
+//!
+//! On a writable volume, blocks committed to the journal but not yet written home are kept in
+//! a separate overlay that is never evicted: the device still holds their older version, so
+//! the overlay, not the cache, is what makes a later read see the committed contents.
 
 use super::error::{Error, Result};
 use super::volume::Geometry;
@@ -25,6 +29,10 @@ pub enum BlockKind {
     DirBlockPlain,
     DxRoot,
     DxLeaf,
+    /// An allocation group descriptor.
+    GroupDesc,
+    /// A block without a check field (slot map blocks).
+    Raw,
 }
 
 impl BlockKind {
@@ -36,6 +44,15 @@ impl BlockKind {
             BlockKind::DirBlockPlain => None,
             BlockKind::DxRoot => Some(blockcheck::DX_ROOT_CHECK_OFFSET),
             BlockKind::DxLeaf => Some(blockcheck::DX_LEAF_CHECK_OFFSET),
+            BlockKind::GroupDesc => Some(blockcheck::GROUP_DESC_CHECK_OFFSET),
+            BlockKind::Raw => None,
+        }
+    }
+
+    /// Fills the block's metaecc field (when the kind has one).
+    pub fn seal(self, block: &mut [u8]) {
+        if let Some(off) = self.check_offset(block.len()) {
+            blockcheck::compute(block, off);
         }
     }
 
@@ -47,6 +64,8 @@ impl BlockKind {
             BlockKind::DirBlockWithTrailer | BlockKind::DirBlockPlain => "directory block",
             BlockKind::DxRoot => "indexed directory root",
             BlockKind::DxLeaf => "indexed directory leaf",
+            BlockKind::GroupDesc => "group descriptor",
+            BlockKind::Raw => "block",
         }
     }
 }
@@ -56,23 +75,81 @@ const CACHE_BLOCKS: usize = 8192;
 
 /// Reads and checks metadata blocks for one volume.
 pub(crate) struct MetaReader {
-    dev: Box<dyn BlockDevice>,
+    dev: Arc<dyn BlockDevice>,
     geo: Geometry,
     /// The superblock's i_fs_generation: every metadata block must carry it.
     pub fs_generation: u32,
     metaecc: bool,
     device_blocks: u64,
     cache: Mutex<HashMap<u64, Arc<[u8]>>>,
+    /// Committed to the journal, not yet home; consulted before the cache and never evicted.
+    pending: Mutex<HashMap<u64, Arc<[u8]>>>,
 }
 
 impl MetaReader {
-    pub fn new(dev: Box<dyn BlockDevice>, geo: Geometry, fs_generation: u32, metaecc: bool) -> Self {
+    pub fn new(dev: Arc<dyn BlockDevice>, geo: Geometry, fs_generation: u32, metaecc: bool) -> Self {
         let device_blocks = dev.len() >> geo.block_bits;
-        MetaReader { dev, geo, fs_generation, metaecc, device_blocks, cache: Mutex::new(HashMap::new()) }
+        MetaReader {
+            dev,
+            geo,
+            fs_generation,
+            metaecc,
+            device_blocks,
+            cache: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn device(&self) -> &dyn BlockDevice {
         self.dev.as_ref()
+    }
+
+    /// The device, shared (the journal writes through the same one).
+    pub fn shared_device(&self) -> Arc<dyn BlockDevice> {
+        self.dev.clone()
+    }
+
+    /// Records the committed contents of `blkno`, which the journal holds but the device may
+    /// not yet: later reads see them.
+    pub fn install_committed(&self, blkno: u64, block: Arc<[u8]>) {
+        self.pending.lock().insert(blkno, block.clone());
+        self.put_cache(blkno, block);
+    }
+
+    /// Records what was just written home directly (without the journal).
+    pub fn install_written(&self, blkno: u64, block: Arc<[u8]>) {
+        self.pending.lock().remove(&blkno);
+        self.put_cache(blkno, block);
+    }
+
+    /// Drops every copy of `blkno` (a freed metadata block, or one rewritten behind our back).
+    pub fn forget(&self, blkno: u64) {
+        self.pending.lock().remove(&blkno);
+        self.cache.lock().remove(&blkno);
+    }
+
+    /// Drops every cached block (after a journal replay rewrote home blocks).
+    pub fn clear_cache(&self) {
+        self.cache.lock().clear();
+    }
+
+    /// Drops overlay entries the journal no longer holds (they reached their home blocks).
+    pub fn retain_pending(&self, mut still_pending: impl FnMut(u64) -> bool) {
+        self.pending.lock().retain(|&b, _| still_pending(b));
+    }
+
+    /// Blocks in the overlay.
+    #[cfg(test)]
+    pub fn pending_len(&self) -> usize {
+        self.pending.lock().len()
+    }
+
+    fn put_cache(&self, blkno: u64, block: Arc<[u8]>) {
+        let mut cache = self.cache.lock();
+        if cache.len() >= CACHE_BLOCKS {
+            cache.clear();
+        }
+        cache.insert(blkno, block);
     }
 
     /// Fails unless `[blkno, blkno + count)` lies inside the device.
@@ -85,6 +162,9 @@ impl MetaReader {
 
     /// A metadata block, checked for `kind`.
     pub fn read(&self, blkno: u64, kind: BlockKind) -> Result<Arc<[u8]>> {
+        if let Some(b) = self.pending.lock().get(&blkno) {
+            return Ok(b.clone());
+        }
         if let Some(b) = self.cache.lock().get(&blkno) {
             return Ok(b.clone());
         }
@@ -93,11 +173,7 @@ impl MetaReader {
         self.dev.read_at(self.geo.block_offset(blkno), &mut block)?;
         self.check_block(blkno, kind, &mut block)?;
         let block: Arc<[u8]> = block.into();
-        let mut cache = self.cache.lock();
-        if cache.len() >= CACHE_BLOCKS {
-            cache.clear();
-        }
-        cache.insert(blkno, block.clone());
+        self.put_cache(blkno, block.clone());
         Ok(block)
     }
 

@@ -1,9 +1,16 @@
-//! The filesystem behind the public [`Volume`]: opening a volume and reading it.
+//! The filesystem behind the public [`Volume`]: opening a volume, reading it, and writing it.
 //!
-//! Every access to an inode's metadata goes through its [`inode::Inode`] object and the lock
+//! Every access to an inode's metadata goes through its `Inode` object and the lock
 //! layer ([`lock`]), so that cluster locks slot in under the same operations later.
+//!
+//! Writing: a writable open takes a slot and its journal (`mount`); every change is a
+//! transaction (`tx`) whose blocks are logged in that journal before readers see them;
+//! allocation (`alloc`) and directory changes (`dirwrite`, `namespace`) happen inside
+//! transactions only.
 
+mod alloc;
 mod dir;
+mod dirwrite;
 mod dx;
 mod error;
 mod extent_map;
@@ -12,9 +19,14 @@ mod heartbeat_area;
 mod inode;
 pub mod lock;
 mod meta;
+mod mount;
 mod namei;
+mod namespace;
 mod statfs;
 mod symlink;
+#[cfg(test)]
+mod testkit;
+mod tx;
 mod volume;
 
 pub use dir::DirEntry;

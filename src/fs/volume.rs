@@ -5,28 +5,51 @@ use super::error::{Error, Result};
 use super::inode::{Inode, InodeTable};
 use super::lock::{LockBackend, NoClusterLocks};
 use super::meta::{BlockKind, MetaReader};
+use super::tx::WriteState;
 use crate::device::BlockDevice;
 use crate::format::dinode::Dinode;
 use crate::format::superblock::SuperBlock;
 use crate::format::*;
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 /// How to open a volume.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenOptions {
-    /// Open without writing anything. The only mode the read path offers so far.
+    /// Open without writing anything. A writable open takes a slot in the slot map, replays
+    /// the slot's journal if the last user crashed, and marks the journal in use until
+    /// [`Volume::close`].
     pub read_only: bool,
     /// Check metaecc on every metadata block read (when the volume has the feature).
     pub verify_checksums: bool,
     /// For [`Volume::open_path`]: bypass the page cache (O_DIRECT). `None` chooses: on for
     /// block devices, off for image files.
     pub direct: Option<bool>,
+    /// The slot to take when it is free (the kernel's `preferred_slot` mount option).
+    pub preferred_slot: Option<u16>,
+    /// Size of the local alloc window in megabytes (the kernel's `localalloc=` mount option);
+    /// `None` for the kernel's default, `Some(0)` to allocate from the global bitmap only.
+    pub local_alloc_mb: Option<u32>,
 }
 
 impl Default for OpenOptions {
     fn default() -> Self {
-        OpenOptions { read_only: true, verify_checksums: true, direct: None }
+        OpenOptions {
+            read_only: true,
+            verify_checksums: true,
+            direct: None,
+            preferred_slot: None,
+            local_alloc_mb: None,
+        }
+    }
+}
+
+impl OpenOptions {
+    /// Options for a writable open, the rest as by default.
+    pub fn writable() -> Self {
+        OpenOptions { read_only: false, ..Default::default() }
     }
 }
 
@@ -98,6 +121,31 @@ pub(crate) struct VolumeInner {
     pub locks: Box<dyn LockBackend>,
     /// System directory entries by name.
     pub system_files: BTreeMap<String, u64>,
+    /// The volume has metaecc: every block written gets its check field filled.
+    pub metaecc: bool,
+    /// Present on a writable volume: the journal, the slot and the allocation policy, behind
+    /// the lock every transaction holds.
+    pub write: Option<Mutex<WriteState>>,
+    /// Bumped by every commit, so cached inode views know to reread.
+    pub write_seq: AtomicU64,
+}
+
+impl VolumeInner {
+    /// The block of system inode `kind` (of `slot` for per-slot files).
+    pub(crate) fn system_inode(&self, kind: SystemInode, slot: u16) -> Result<u64> {
+        let name = kind.name(slot);
+        self.system_files.get(&name).copied().ok_or_else(|| Error::NotFound(format!("//{name}")))
+    }
+}
+
+impl Drop for VolumeInner {
+    fn drop(&mut self) {
+        if self.write.is_some() {
+            if let Err(e) = super::mount::shutdown(self) {
+                log::error!("closing the volume on drop failed: {e}");
+            }
+        }
+    }
 }
 
 /// An open OCFS2 volume.
@@ -205,14 +253,15 @@ fn field_string(bytes: &[u8]) -> String {
 impl Volume {
     /// Opens the volume on `dev`.
     pub fn open(dev: impl BlockDevice + 'static, options: OpenOptions) -> Result<Volume> {
-        if !options.read_only {
-            return Err(Error::Unsupported("writing is not implemented yet; open read-only".into()));
-        }
-        let dev: Box<dyn BlockDevice> = Box::new(dev);
+        let dev: Arc<dyn BlockDevice> = Arc::new(dev);
         let probe = probe_superblock(dev.as_ref())?;
         let geo = check_superblock(&probe, dev.len())?;
         let sb = probe.sb.clone();
-        let metaecc = options.verify_checksums && sb.s_feature_incompat & FEATURE_INCOMPAT_META_ECC != 0;
+        if !options.read_only {
+            super::mount::check_writable_features(&sb)?;
+        }
+        let has_metaecc = sb.s_feature_incompat & FEATURE_INCOMPAT_META_ECC != 0;
+        let metaecc = options.verify_checksums && has_metaecc;
         let meta = MetaReader::new(dev, geo, probe.dinode.i_fs_generation, metaecc);
         // The superblock itself is checked like any inode block once the reader exists.
         meta.check_block(SUPER_BLOCK_BLKNO, BlockKind::SuperBlock, &mut probe.block.clone())?;
@@ -244,11 +293,47 @@ impl Volume {
             inodes: InodeTable::default(),
             locks: Box::new(NoClusterLocks),
             system_files: BTreeMap::new(),
+            metaecc: has_metaecc,
+            write: None,
+            write_seq: AtomicU64::new(0),
         };
         let mut vol = Volume { inner: Arc::new(inner) };
         let system_files = vol.load_system_files()?;
         Arc::get_mut(&mut vol.inner).expect("no other handle exists yet").system_files = system_files;
+        if !options.read_only {
+            let (ws, recovery) = super::mount::mount(&vol.inner, &options)?;
+            Arc::get_mut(&mut vol.inner).expect("no other handle exists yet").write = Some(Mutex::new(ws));
+            if let Err(e) = super::mount::recover(&vol.inner, &recovery) {
+                // Leave the journal marked dirty and the slot taken: the next open recovers.
+                if let Some(w) = &vol.inner.write {
+                    w.lock().stop(format!("recovery at open failed: {e}"));
+                }
+                return Err(e);
+            }
+        }
         Ok(vol)
+    }
+
+    /// True when the volume was opened for writing and can still be written.
+    pub fn is_writable(&self) -> bool {
+        self.inner.write.as_ref().is_some_and(|w| w.lock().check_usable().is_ok())
+    }
+
+    /// The slot this node holds, on a writable volume.
+    pub fn slot(&self) -> Option<u16> {
+        self.inner.write.as_ref().map(|w| w.lock().slot)
+    }
+
+    /// Closes a writable volume cleanly: returns the local alloc window's unused clusters,
+    /// empties the truncate log, checkpoints the journal, marks it clean and gives the slot
+    /// back. Other handles of the volume can still read afterwards but not write. Dropping the
+    /// last handle does the same, without reporting errors. A volume that stopped writing after
+    /// a failure is left as it is (journal dirty, slot taken), for the next open to recover.
+    pub fn close(self) -> Result<()> {
+        if self.inner.write.is_none() {
+            return Ok(());
+        }
+        super::mount::shutdown(&self.inner)
     }
 
     /// Opens the image file or block device at `path`.

@@ -403,7 +403,7 @@ fn damaged_logs_never_panic_and_never_write_outside_the_volume() {
                     let span = if rng.below(2) == 0 { 64 } else { u64::from(bs) };
                     let off = jbytes.start + block * bs as usize + rng.below(span) as usize;
                     img[off] = match rng.below(3) {
-                        0 => rng.next() as u8,
+                        0 => rng.next_u64() as u8,
                         1 => img[off] ^ (1 << rng.below(8)),
                         _ => 0xFF,
                     };

@@ -1,0 +1,305 @@
+//! Making and removing names: create, mkdir, unlink and rmdir, each one transaction.
+//!
+//! A new inode comes from the slot's inode suballocator and is filled as the kernel's
+//! `ocfs2_mknod_locked` fills it; new directories start inline where the volume has inline
+//! data. Removing the last link frees the inode at once (nothing holds files open yet, so no
+//! orphan is needed): its clusters go to the truncate log, its extent blocks back to their
+//! suballocator, its directory blocks are revoked from the journal, and its inode bit is
+//! freed with the inode marked invalid. Link counts of parents follow subdirectories.
+
+use super::alloc::{suballoc, truncate_log, SubAlloc, SubBlock};
+use super::dir::check_name;
+use super::dirwrite;
+use super::error::{Error, Result};
+use super::extent_map::MAX_TREE_DEPTH;
+use super::lock::{LockLevel, LockName};
+use super::meta::BlockKind;
+use super::tx::Tx;
+use super::volume::{Volume, VolumeInner};
+use crate::format::dinode::{Dinode, DINODE_ID2_OFFSET};
+use crate::format::extent::{extent_recs_per_inode, ExtentBlock, ExtentList, ExtentRec};
+use crate::format::*;
+
+/// Runs `op` in a transaction and commits it; when space runs out and the truncate log holds
+/// clusters, empties the log and tries once more (`ocfs2_try_to_free_truncate_log`).
+fn run<T>(vol: &VolumeInner, mut op: impl FnMut(&mut Tx) -> Result<T>) -> Result<T> {
+    let attempt = |op: &mut dyn FnMut(&mut Tx) -> Result<T>| -> Result<T> {
+        let mut tx = vol.begin()?;
+        let v = op(&mut tx)?;
+        tx.commit()?;
+        Ok(v)
+    };
+    match attempt(&mut op) {
+        Err(Error::NoSpace(why)) => {
+            let slot = vol.write.as_ref().map(|w| w.lock().slot).ok_or(Error::ReadOnly)?;
+            if truncate_log::flush(vol, slot)? == 0 {
+                return Err(Error::NoSpace(why));
+            }
+            attempt(&mut op)
+        }
+        other => other,
+    }
+}
+
+/// The largest link count a directory may reach on this volume.
+fn link_max(vol: &VolumeInner) -> u32 {
+    if vol.sb.s_feature_incompat & FEATURE_INCOMPAT_INDEXED_DIRS != 0 {
+        crate::format::dinode::DX_LINK_MAX
+    } else {
+        LINK_MAX
+    }
+}
+
+/// Every leaf record and every extent block of the tree rooted in `list`, which belongs to
+/// `owner`. The walk is bounded by the format's depth limit.
+fn collect_tree(
+    vol: &VolumeInner,
+    owner: u64,
+    list: &ExtentList,
+    depth_left: u16,
+    leaves: &mut Vec<ExtentRec>,
+    blocks: &mut Vec<ExtentBlock>,
+) -> Result<()> {
+    if list.l_tree_depth == 0 {
+        leaves.extend(list.recs.iter().copied());
+        return Ok(());
+    }
+    if depth_left == 0 || list.l_tree_depth > MAX_TREE_DEPTH {
+        return Err(Error::corrupt(owner, "extent tree deeper than the format allows"));
+    }
+    for rec in &list.recs {
+        let blkno = rec.e_blkno;
+        let block = vol.meta.read(blkno, BlockKind::ExtentBlock)?;
+        let eb = ExtentBlock::decode(&block).map_err(|e| Error::format(blkno, e))?;
+        eb.validate(blkno, vol.meta.fs_generation).map_err(|e| Error::format(blkno, e))?;
+        if eb.h_list.l_tree_depth + 1 != list.l_tree_depth {
+            return Err(Error::corrupt(blkno, "extent block at the wrong depth"));
+        }
+        collect_tree(vol, owner, &eb.h_list, depth_left - 1, leaves, blocks)?;
+        blocks.push(eb);
+    }
+    Ok(())
+}
+
+/// What freeing inode `ino` will free: its leaf records and extent blocks.
+fn inode_extents(tx: &Tx, ino: u64, di: &Dinode) -> Result<(Vec<ExtentRec>, Vec<ExtentBlock>)> {
+    let (mut leaves, mut blocks) = (Vec::new(), Vec::new());
+    let fast_symlink = di.is_symlink() && di.i_clusters == 0;
+    if di.has_inline_data() || fast_symlink || di.is_device() || di.file_type() == S_IFIFO || di.file_type() == S_IFSOCK
+    {
+        return Ok((leaves, blocks));
+    }
+    let block = tx.block(ino, BlockKind::Inode)?;
+    let list = ExtentList::decode(&block[DINODE_ID2_OFFSET..]).map_err(|e| Error::format(ino, e))?;
+    collect_tree(tx.vol, ino, &list, MAX_TREE_DEPTH, &mut leaves, &mut blocks)?;
+    leaves.retain(|r| r.e_leaf_clusters() > 0);
+    Ok((leaves, blocks))
+}
+
+/// Truncate log records freeing `ino` takes (checked before its transaction begins).
+fn records_to_free(vol: &VolumeInner, dir: u64, name: &[u8]) -> Result<u16> {
+    let tx = vol.begin()?;
+    let Some(found) = dirwrite::find(&tx, dir, name)? else {
+        return Ok(0);
+    };
+    let di = tx.dinode(found.entry.inode)?;
+    if di.links_count() > 1 && !di.is_dir() {
+        return Ok(0);
+    }
+    let (leaves, _) = inode_extents(&tx, found.entry.inode, &di)?;
+    Ok(u16::try_from(leaves.len()).unwrap_or(u16::MAX))
+}
+
+/// Frees inode `ino`, whose last link is gone, with everything it owns.
+fn delete_inode(tx: &mut Tx, ino: u64) -> Result<()> {
+    let di = tx.dinode(ino)?;
+    if di.is_system() || di.i_suballoc_slot == INVALID_SLOT {
+        return Err(Error::InvalidArgument(format!("inode {ino} is a system file")));
+    }
+    if di.has_refcount() {
+        return Err(Error::Unsupported(format!("freeing reflinked inode {ino}")));
+    }
+    if di.has_xattr() && di.i_xattr_loc != 0 {
+        return Err(Error::Unsupported(format!("freeing the extended attribute block of inode {ino}")));
+    }
+    let (leaves, blocks) = inode_extents(tx, ino, &di)?;
+    let geo = tx.vol.geo;
+    let per = geo.blocks_per_cluster();
+    let dir_blocks = if di.is_dir() { di.i_size.div_ceil(u64::from(geo.block_size)) } else { 0 };
+    for rec in &leaves {
+        if rec.is_refcounted() {
+            return Err(Error::Unsupported(format!("freeing shared clusters of inode {ino}")));
+        }
+        let clusters = u32::from(rec.e_leaf_clusters());
+        // Directory blocks were journaled: revoke them before their clusters can hold data.
+        let first_lblk = u64::from(rec.e_cpos) * per;
+        for k in 0..u64::from(clusters) * per {
+            if first_lblk + k < dir_blocks {
+                tx.free_block(rec.e_blkno + k)?;
+            }
+        }
+        let cluster = u32::try_from(rec.e_blkno >> (geo.cluster_bits - geo.block_bits))
+            .map_err(|_| Error::corrupt(ino, "extent past the volume"))?;
+        truncate_log::append(tx, cluster, clusters)?;
+    }
+    for eb in &blocks {
+        tx.free_block(eb.h_blkno)?;
+        let b =
+            SubBlock { blkno: eb.h_blkno, slot: eb.h_suballoc_slot, bit: eb.h_suballoc_bit, loc: eb.h_suballoc_loc };
+        suballoc::free_block(tx, SubAlloc::Extent, b)?;
+    }
+    let (secs, _) = dirwrite::now();
+    tx.update_dinode(ino, |d, _| {
+        d.set_links_count(0);
+        d.i_dtime = secs;
+        d.i_flags &= !(VALID_FL | ORPHANED_FL);
+        Ok(())
+    })?;
+    let b = SubBlock { blkno: ino, slot: di.i_suballoc_slot, bit: di.i_suballoc_bit, loc: di.i_suballoc_loc };
+    suballoc::free_block(tx, SubAlloc::Inode, b)
+}
+
+/// Fills the head of new inode `b` with `mode`; the caller lays out id2.
+fn new_inode_head(tx: &mut Tx, b: &SubBlock, mode: u16, nlink: u32) -> Result<Dinode> {
+    let (secs, nsecs) = dirwrite::now();
+    let generation = tx.ws.next_generation;
+    tx.ws.next_generation = generation.wrapping_add(1);
+    let mut di = Dinode::new();
+    di.i_generation = generation;
+    di.i_suballoc_slot = b.slot;
+    di.i_suballoc_bit = b.bit;
+    di.i_suballoc_loc = b.loc;
+    di.i_blkno = b.blkno;
+    di.i_fs_generation = tx.vol.meta.fs_generation;
+    di.i_mode = mode;
+    di.set_links_count(nlink);
+    di.i_flags = VALID_FL;
+    (di.i_atime, di.i_ctime, di.i_mtime) = (secs, secs, secs);
+    (di.i_atime_nsec, di.i_ctime_nsec, di.i_mtime_nsec) = (nsecs, nsecs, nsecs);
+    let block = tx.new_block(b.blkno, BlockKind::Inode)?;
+    di.encode(block).map_err(|e| Error::format(b.blkno, e))?;
+    Ok(di)
+}
+
+impl Volume {
+    /// Creates an empty regular file `name` in directory `dir` with permissions `perm`;
+    /// returns its inode number.
+    pub fn create(&self, dir: u64, name: &[u8], perm: u16) -> Result<u64> {
+        self.make_node(dir, name, S_IFREG | (perm & 0o7777))
+    }
+
+    /// Creates directory `name` in directory `dir` with permissions `perm`; returns its inode
+    /// number.
+    pub fn mkdir(&self, dir: u64, name: &[u8], perm: u16) -> Result<u64> {
+        self.make_node(dir, name, S_IFDIR | (perm & 0o7777))
+    }
+
+    fn make_node(&self, dir: u64, name: &[u8], mode: u16) -> Result<u64> {
+        check_name(name)?;
+        if name == b"." || name == b".." {
+            return Err(Error::Exists(String::from_utf8_lossy(name).into_owned()));
+        }
+        let inner = &*self.inner;
+        let _grant = inner.locks.lock(LockName::Meta { blkno: dir }, LockLevel::Exclusive)?;
+        let is_dir = mode & S_IFMT == S_IFDIR;
+        run(inner, |tx| {
+            let parent = tx.dinode(dir)?;
+            if !parent.is_dir() {
+                return Err(Error::NotDir(format!("inode {dir}")));
+            }
+            if dirwrite::find(tx, dir, name)?.is_some() {
+                return Err(Error::Exists(String::from_utf8_lossy(name).into_owned()));
+            }
+            if is_dir && parent.links_count() >= link_max(tx.vol) {
+                return Err(Error::TooManyLinks(format!("directory {dir}")));
+            }
+            let b = suballoc::claim_block(tx, SubAlloc::Inode)?;
+            let ino = b.blkno;
+            new_inode_head(tx, &b, mode, if is_dir { 2 } else { 1 })?;
+            if is_dir {
+                let (size, clusters, dyn_features) = dirwrite::init_dir(tx, ino, dir)?;
+                tx.update_dinode(ino, |d, _| {
+                    d.i_size = size;
+                    d.i_clusters = clusters;
+                    d.i_dyn_features = dyn_features;
+                    Ok(())
+                })?;
+                tx.update_dinode(dir, |d, _| {
+                    d.set_links_count(d.links_count() + 1);
+                    Ok(())
+                })?;
+            } else {
+                let bs = tx.vol.geo.block_size as usize;
+                let block = tx.block_mut(ino, BlockKind::Inode)?;
+                ExtentList::new(extent_recs_per_inode(bs))
+                    .encode(&mut block[DINODE_ID2_OFFSET..])
+                    .map_err(|e| Error::format(ino, e))?;
+            }
+            dirwrite::add(tx, dir, name, ino, file_type_of_mode(mode))?;
+            Ok(ino)
+        })
+    }
+
+    /// Removes `name` (not a directory) from directory `dir`; the inode is freed with its
+    /// last link.
+    pub fn unlink(&self, dir: u64, name: &[u8]) -> Result<()> {
+        check_name(name)?;
+        if name == b"." || name == b".." {
+            return Err(Error::IsDir(String::from_utf8_lossy(name).into_owned()));
+        }
+        self.remove_name(dir, name, false)
+    }
+
+    /// Removes the empty directory `name` from directory `dir`.
+    pub fn rmdir(&self, dir: u64, name: &[u8]) -> Result<()> {
+        check_name(name)?;
+        if name == b"." {
+            return Err(Error::InvalidArgument("rmdir of \".\"".into()));
+        }
+        if name == b".." {
+            return Err(Error::NotEmpty("..".into()));
+        }
+        self.remove_name(dir, name, true)
+    }
+
+    fn remove_name(&self, dir: u64, name: &[u8], want_dir: bool) -> Result<()> {
+        let inner = &*self.inner;
+        let _grant = inner.locks.lock(LockName::Meta { blkno: dir }, LockLevel::Exclusive)?;
+        truncate_log::make_room(inner, records_to_free(inner, dir, name)?)?;
+        let shown = || String::from_utf8_lossy(name).into_owned();
+        run(inner, |tx| {
+            if !tx.dinode(dir)?.is_dir() {
+                return Err(Error::NotDir(format!("inode {dir}")));
+            }
+            let found = dirwrite::find(tx, dir, name)?.ok_or_else(|| Error::NotFound(shown()))?;
+            let ino = found.entry.inode;
+            let _child = tx.vol.locks.lock(LockName::Meta { blkno: ino }, LockLevel::Exclusive)?;
+            let child = tx.dinode(ino)?;
+            match (want_dir, child.is_dir()) {
+                (false, true) => return Err(Error::IsDir(shown())),
+                (true, false) => return Err(Error::NotDir(shown())),
+                (true, true) if !dirwrite::is_empty(tx, ino)? => return Err(Error::NotEmpty(shown())),
+                _ => {}
+            }
+            dirwrite::remove(tx, dir, &found)?;
+            let (secs, nsecs) = dirwrite::now();
+            if child.is_dir() {
+                tx.update_dinode(dir, |d, _| {
+                    d.set_links_count(d.links_count().saturating_sub(1));
+                    Ok(())
+                })?;
+                return delete_inode(tx, ino);
+            }
+            let links = child.links_count().saturating_sub(1);
+            if links == 0 {
+                return delete_inode(tx, ino);
+            }
+            tx.update_dinode(ino, |d, _| {
+                d.set_links_count(links);
+                d.i_ctime = secs;
+                d.i_ctime_nsec = nsecs;
+                Ok(())
+            })
+        })
+    }
+}
