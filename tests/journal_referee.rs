@@ -761,18 +761,6 @@ echo 1 > /proc/sys/kernel/sysrq
 echo b > /proc/sysrq-trigger
 "#;
 
-fn kvm_tools() -> PathBuf {
-    let dir = std::env::var_os("KVM_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/tools/kvm"));
-    assert!(
-        dir.join("run-guest.sh").is_file(),
-        "the kernel referee needs {}/run-guest.sh (set KVM_TOOLS; run its build.sh once)",
-        dir.display()
-    );
-    dir
-}
-
 /// A volume the Linux kernel mounted with `mount_opts`, wrote to and crashed on, with what
 /// fsck.ocfs2 -fn reported on it fresh from mkfs.ocfs2.
 fn kernel_crashed_volume(scratch: &Scratch, name: &str, args: &[&str], mount_opts: &str) -> (Vol, Vec<String>) {

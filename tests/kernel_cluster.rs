@@ -21,7 +21,7 @@
 
 mod common;
 
-use common::Scratch;
+use common::{kvm_tools, Scratch};
 use ocfs2::cluster::config::ClusterConfig;
 use ocfs2::cluster::heartbeat::{
     Heartbeat, HeartbeatConfig, HeartbeatEvent, HeartbeatRegion, NodeMap, SystemClock, O2HB_DEFAULT_DEAD_THRESHOLD,
@@ -186,18 +186,6 @@ impl Drop for OurNode {
 }
 
 // ---- the guest ----
-
-fn kvm_tools() -> PathBuf {
-    let dir = std::env::var_os("KVM_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/tools/kvm"));
-    assert!(
-        dir.join("run-guest.sh").is_file(),
-        "the kernel node needs {}/run-guest.sh (set KVM_TOOLS; run its build.sh once)",
-        dir.display()
-    );
-    dir
-}
 
 /// The guest's side, as a shell script; `@CLUSTER@` and `@HOLD@` are filled in. Every wait has
 /// a limit, and every step prints a `MARK` line the host waits for.

@@ -108,3 +108,17 @@ pub fn assert_fsck_as_fresh(img: &Path, baseline: &[String]) {
     let problems: Vec<String> = text.lines().filter(|l| l.trim_start().starts_with('[')).map(str::to_string).collect();
     assert!(code == 0 && problems == baseline, "fsck.ocfs2 -fn exited {code}; fresh image had {baseline:?}:\n{text}");
 }
+
+/// The VM harness that runs the Linux kernel as a referee (`../shared/tools/kvm` beside the
+/// repository, or `$KVM_TOOLS`); panics with what to do when it is missing.
+pub fn kvm_tools() -> PathBuf {
+    let dir = std::env::var_os("KVM_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/tools/kvm"));
+    assert!(
+        dir.join("run-guest.sh").is_file(),
+        "the kernel referee needs {}/run-guest.sh (set KVM_TOOLS; run its build.sh once)",
+        dir.display()
+    );
+    dir
+}
