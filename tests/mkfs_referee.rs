@@ -204,8 +204,15 @@ impl Case {
         mkfs_ocfs2(&theirs, &flags);
         let ctx = format!("flags {:?}", self.flags);
         assert_clean(&ours);
+        assert_no_findings(&ours);
+        assert_indexes_complete(&ours);
         assert_eq!(stats_digest(&ours), stats_digest(&theirs), "debugfs stats differ, {ctx}");
         assert_eq!(system_names(&ours), system_names(&theirs), "system files differ, {ctx}");
+        // mkfs.ocfs2 leaves a block system directory without an index (fsck.ocfs2 then calls
+        // it DX_TREE_MISSING); ours has one, built after everything else, so the only
+        // differences are its flag and the root block and leaf clusters it takes.
+        let extra = extra_index(&ours, &theirs);
+        let (block, cluster) = (self.opts.block_size.unwrap(), self.opts.cluster_size.unwrap());
         for name in [
             "//global_bitmap",
             "//global_inode_alloc",
@@ -221,7 +228,32 @@ impl Case {
             "//",
             "/",
         ] {
-            assert_eq!(placement(&ours, name), placement(&theirs, name), "{name} differs, {ctx}");
+            let (mut a, mut b) = (placement(&ours, name), placement(&theirs, name));
+            if let Some((roots, clusters)) = extra {
+                let added = match name {
+                    "//global_bitmap" => Some(clusters),
+                    "//extent_alloc:0000" => Some(roots),
+                    _ => None,
+                };
+                if let Some(mut added) = added {
+                    // The root may need a new extent allocator group: one more bit used for
+                    // its descriptor, and its clusters taken from the global bitmap.
+                    let (ea_a, ea_b) =
+                        (placement(&ours, "//extent_alloc:0000"), placement(&theirs, "//extent_alloc:0000"));
+                    let grown = bitmap_word(&ea_a, "Total:") - bitmap_word(&ea_b, "Total:");
+                    if name == "//global_bitmap" {
+                        added += grown * block / cluster;
+                    } else if grown > 0 {
+                        added += 1;
+                    }
+                    let (used_a, used_b) = (bitmap_word(&a, "Used:"), bitmap_word(&b, "Used:"));
+                    assert_eq!(used_a, used_b + added, "{name}: the index takes {added} more, {ctx}");
+                    (a, b) = (without_counts(&a), without_counts(&b));
+                } else if name == "//" {
+                    (a, b) = (without_dyn_features(&a), without_dyn_features(&b));
+                }
+            }
+            assert_eq!(a, b, "{name} differs, {ctx}");
         }
         // mkfs.ocfs2 leaves lost+found one trailer short of a block in size when directories
         // have trailers; ours says a whole block. Everything else must agree.
@@ -230,6 +262,218 @@ impl Case {
         };
         assert_eq!(without_size(&ours), without_size(&theirs), "lost+found differs, {ctx}");
         assert_eq!(report.geometry.slots as usize, self.opts.slots.unwrap() as usize);
+    }
+}
+
+/// `fsck.ocfs2 -fn` reports nothing at all, not even problems it would only mention.
+fn assert_no_findings(img: &Image) {
+    let (code, out) = run("fsck.ocfs2", &["-fn", img.path()]);
+    let findings: Vec<&str> = out.lines().filter(|l| l.starts_with('[')).collect();
+    assert!(code == 0 && findings.is_empty(), "fsck.ocfs2 -fn reports on {}:\n{out}", img.path());
+}
+
+/// Whether the directory `stat` output says it is indexed.
+fn is_indexed(stat: &str) -> bool {
+    stat.lines().any(|l| l.trim().starts_with("Dynamic Features:") && l.contains("IndexedDir"))
+}
+
+/// `(dx roots, leaf clusters)` our system directory's index takes when mkfs.ocfs2 leaves
+/// the system directory unindexed, else None.
+fn extra_index(ours: &Image, theirs: &Image) -> Option<(u32, u32)> {
+    let (a, b) = (debugfs(ours, "stat //"), debugfs(theirs, "stat //"));
+    if !is_indexed(&a) || is_indexed(&b) {
+        return None;
+    }
+    Some((1, dx_root_clusters(&debugfs(ours, "dx_dump //"))))
+}
+
+/// The `Clusters:` of the index root that `dx_dump` prints.
+fn dx_root_clusters(dump: &str) -> u32 {
+    let tail = dump.split("Dir Index Root:").nth(1).expect("dx_dump shows no index root");
+    let line = tail.lines().map(str::trim).find(|l| l.starts_with("Clusters:")).expect("no index clusters");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// A count (`Total:`, `Used:`) of a placement's `Bitmap Total` line.
+fn bitmap_word(placement: &str, key: &str) -> u32 {
+    let line = placement.lines().find(|l| l.starts_with("Bitmap Total")).expect("no bitmap line");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == key).expect("no such count");
+    words[at + 1].parse().unwrap()
+}
+
+/// A placement without its allocation counts and sizes (which grow with a new group).
+fn without_counts(placement: &str) -> String {
+    placement
+        .lines()
+        .filter(|l| {
+            !["Bitmap Total", "User:", "Links:"].iter().any(|k| l.starts_with(k))
+                && !l.starts_with(|c: char| c.is_ascii_digit())
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn without_dyn_features(placement: &str) -> String {
+    placement.lines().filter(|l| !l.starts_with("Dynamic Features")).collect::<Vec<_>>().join("\n")
+}
+
+/// The `(major, minor, block)` entries `dx_dump` lists.
+fn dx_entries(dump: &str) -> Vec<(u32, u32, u64)> {
+    let hex =
+        |w: &str| u32::from_str_radix(w.trim_start_matches('(').trim_end_matches(')').trim_start_matches("0x"), 16);
+    let mut out = Vec::new();
+    for line in dump.lines() {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        if w.len() == 4 && w[1].starts_with("(0x") {
+            out.push((hex(w[1]).unwrap(), hex(w[2]).unwrap(), w[3].parse().unwrap()));
+        }
+    }
+    out
+}
+
+/// Every block directory of our image that has the indexed-dirs feature carries an index
+/// that debugfs.ocfs2 reads as holding every name (with the hash `format::dx` gives it),
+/// and that our own indexed lookup finds each system file through.
+fn assert_indexes_complete(img: &Image) {
+    let stats = debugfs(img, "stats");
+    if !stats.contains("indexed-dirs") {
+        return;
+    }
+    let stat = debugfs(img, "stat //");
+    if stat.contains("InlineData") {
+        return;
+    }
+    assert!(is_indexed(&stat), "the system directory of {} has no index:\n{stat}", img.path());
+    let word = |key: &str| -> Vec<u32> {
+        let line = stats.lines().map(str::trim).find(|l| l.starts_with(key)).unwrap();
+        line.split('(')
+            .nth(1)
+            .unwrap()
+            .trim_end_matches(')')
+            .split_whitespace()
+            .map(|h| u32::from_str_radix(h.trim_start_matches("0x"), 16).unwrap())
+            .collect()
+    };
+    let hash = word("Hash:")[0];
+    let dx = word("DX Seeds:");
+    let seeds = ocfs2::format::dx::dx_seeds([dx[0], dx[1], dx[2]], hash);
+    let names: Vec<String> = system_names(img);
+    let mut want: Vec<(u32, u32)> = names.iter().map(|n| ocfs2::format::dx::dx_hash(n.as_bytes(), seeds)).collect();
+    want.sort_unstable();
+    let dump = debugfs(img, "dx_dump //");
+    let mut got: Vec<(u32, u32)> = dx_entries(&dump).iter().map(|&(a, b, _)| (a, b)).collect();
+    got.sort_unstable();
+    assert_eq!(got, want, "dx_dump // of {} does not index every name:\n{dump}", img.path());
+    assert!(
+        dump.contains(&format!("Total Entry Count: {}", names.len())),
+        "dx_dump // of {} counts entries wrongly:\n{dump}",
+        img.path()
+    );
+    let vol = ocfs2::Volume::open(FileDevice::open(&img.0).unwrap(), ocfs2::OpenOptions::default()).unwrap();
+    let sys = vol.system_dir();
+    for line in debugfs(img, "ls -l //").lines() {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        let (Some(ino), Some(&name)) = (w.first(), w.last()) else { continue };
+        if name == "." || name == ".." {
+            continue;
+        }
+        let ino: u64 = ino.parse().unwrap();
+        assert_eq!(vol.lookup(sys, name.as_bytes()).unwrap(), ino, "lookup of //{name} in {}", img.path());
+    }
+}
+
+/// Our image and one whose system directory fsck.ocfs2 indexed (libocfs2's
+/// `ocfs2_dx_dir_build`), formatted alike with the same UUID, generation and seeds, have
+/// the same index.
+fn index_matches_libocfs2(block: u32, cluster: u32, slots: u16, features: Option<&str>) {
+    let size = matrix_size(block, cluster, slots);
+    let theirs = Image::new("dx-theirs", size);
+    let (b, c, n) = (block.to_string(), cluster.to_string(), slots.to_string());
+    let mut flags = vec!["-b", &b, "-C", &c, "-N", &n, "-M", "local"];
+    let feat = features.map(|f| format!("--fs-features={f}"));
+    if let Some(f) = &feat {
+        flags.push(f);
+    }
+    mkfs_ocfs2(&theirs, &flags);
+    let (code, out) = run("fsck.ocfs2", &["-fy", theirs.path()]);
+    assert!(code <= 1, "fsck.ocfs2 -fy failed:\n{out}");
+    let stats = debugfs(&theirs, "stats");
+    let field = |key: &str| stats.lines().map(str::trim).find(|l| l.starts_with(key)).unwrap().to_string();
+    let uuid = field("UUID:").split_whitespace().nth(1).unwrap().to_string();
+    let hexes = |line: String| -> Vec<u32> {
+        line.split('(')
+            .nth(1)
+            .unwrap()
+            .trim_end_matches(')')
+            .split_whitespace()
+            .map(|h| u32::from_str_radix(h.trim_start_matches("0x"), 16).unwrap())
+            .collect()
+    };
+    let dx = hexes(field("DX Seeds:"));
+    let generation = hexes(field("FS Generation:"))[0];
+    let mut u = [0u8; 16];
+    for (i, byte) in u.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&uuid[2 * i..2 * i + 2], 16).unwrap();
+    }
+    let ours = Image::new("dx-ours", size);
+    let opts = MkfsOptions {
+        block_size: Some(block),
+        cluster_size: Some(cluster),
+        slots: Some(slots),
+        mount: Some(MountType::Local),
+        features: features.map(|f| FeatureRequest::parse(f).unwrap()).unwrap_or_default(),
+        uuid: Some(u),
+        generation: Some(generation),
+        dx_seed: Some([dx[0], dx[1], dx[2]]),
+        ..Default::default()
+    };
+    mkfs::mkfs(&ours.device(), &opts).unwrap();
+    assert_no_findings(&ours);
+    assert_no_findings(&theirs);
+    let ctx = format!("-b {block} -C {cluster} -N {slots} {features:?}");
+    // The inode's check value covers its times, which differ; the index's must agree.
+    for cmd in ["dx_dump //", "stat //"] {
+        let strip = |t: String| -> String {
+            t.lines()
+                .filter(|l| {
+                    let varies = l.contains("time:") || (cmd == "stat //" && l.contains("CRC32:"));
+                    !varies
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(strip(debugfs(&ours, cmd)), strip(debugfs(&theirs, cmd)), "{cmd} differs, {ctx}");
+    }
+}
+
+#[test]
+fn system_directory_index_matches_what_fsck_ocfs2_builds() {
+    index_matches_libocfs2(512, 4096, 32, None);
+    index_matches_libocfs2(1024, 4096, 4, None);
+    index_matches_libocfs2(4096, 4096, 32, None);
+    index_matches_libocfs2(1024, 4096, 8, Some("metaecc"));
+    index_matches_libocfs2(4096, 4096, 4, Some("noinline-data"));
+}
+
+#[test]
+fn indexed_directories_leave_fsck_ocfs2_nothing_to_report() {
+    for block in [512u32, 1024, 2048, 4096] {
+        for slots in [1u16, 4, 32] {
+            for features in [None, Some("metaecc")] {
+                let img = Image::new("dx", matrix_size(block, 4096, slots));
+                let opts = MkfsOptions {
+                    block_size: Some(block),
+                    cluster_size: Some(4096),
+                    slots: Some(slots),
+                    features: features.map(|f| FeatureRequest::parse(f).unwrap()).unwrap_or_default(),
+                    ..Default::default()
+                };
+                mkfs::mkfs(&img.device(), &opts).unwrap();
+                assert_no_findings(&img);
+                assert_indexes_complete(&img);
+            }
+        }
     }
 }
 

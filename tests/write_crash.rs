@@ -66,15 +66,19 @@ fn workload(dev: Arc<FaultDevice<MemDevice>>, seed: u64, ops: usize) -> (Vec<Tre
             (Some(true), _) => {
                 let prefix = format!("{path}/");
                 if tree.keys().any(|k| k.starts_with(&prefix)) {
-                    continue;
+                    // A non-empty directory is left alone: this step changes nothing, and still
+                    // counts as a step so that a full run has one state per operation.
+                    Ok(())
+                } else {
+                    vol.rmdir(dino, name.as_bytes()).map(|_| {
+                        tree.remove(&path);
+                        dirs.retain(|(p, _)| p != &path);
+                    })
                 }
-                vol.rmdir(dino, name.as_bytes()).map(|_| {
-                    tree.remove(&path);
-                    dirs.retain(|(p, _)| p != &path);
-                })
             }
         };
-        if r.is_err() {
+        if let Err(e) = r {
+            eprintln!("the workload stopped at {path}: {e}");
             break;
         }
         states.push(tree.clone());

@@ -23,6 +23,8 @@ use crate::format::chain::chain_recs_per_inode;
 use crate::format::constants::*;
 use crate::format::dir::dir_rec_len;
 use crate::format::dir_trailer::{supports_dir_trailer, trailer_offset};
+use crate::format::dx::{dx_entries_per_leaf, dx_entries_per_root, dx_hash, dx_hash_block_index, DxEntry};
+use crate::format::extent::extent_recs_per_dx_root;
 use crate::format::extent::extent_recs_per_inode;
 use crate::format::group::group_bitmap_size;
 use crate::format::inline::max_inline_data_with_xattr;
@@ -281,7 +283,42 @@ pub struct DirPlan {
     pub trailer: bool,
     /// The index root, for indexed directories.
     pub dx_root: Option<BlockLoc>,
+    /// Leaf clusters of an index too big for its root, by ascending first major hash; empty
+    /// when the entries sit inline in the root.
+    pub dx_leaves: Vec<DxCluster>,
     pub size: u64,
+}
+
+/// One leaf cluster of a directory index: names whose major hash is at least `cpos` (and
+/// below the next cluster's) live in its blocks, the minor hash choosing the block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DxCluster {
+    pub cpos: u32,
+    pub blkno: u64,
+    /// The entries of each block of the cluster, in order.
+    pub leaves: Vec<Vec<DxEntry>>,
+}
+
+/// The major hash at which a full leaf's cluster splits (`ocfs2_dx_dir_find_leaf_split`):
+/// the first hash above the cluster's own from the median of the sorted leaf on, with the
+/// special cases of a leaf whose names all share one major hash.
+fn dx_split_hash(leaf: &[DxEntry], leaf_cpos: u32, insert_hash: u32) -> Result<u32, MkfsError> {
+    let mut sorted = leaf.to_vec();
+    sorted.sort_unstable_by_key(|e| (e.dx_major_hash, e.dx_minor_hash));
+    let crowded = || MkfsError::Unsupported("too many names share a directory hash".into());
+    let first = sorted.first().ok_or_else(crowded)?.dx_major_hash;
+    if sorted.iter().all(|e| e.dx_major_hash == first) {
+        return if first == insert_hash {
+            Err(crowded())
+        } else if first == leaf_cpos {
+            leaf_cpos.checked_add(1).ok_or_else(crowded)
+        } else if first > insert_hash {
+            Ok(first)
+        } else {
+            Ok(insert_hash)
+        };
+    }
+    sorted[sorted.len() / 2..].iter().map(|e| e.dx_major_hash).find(|&h| h > leaf_cpos).ok_or_else(crowded)
 }
 
 impl DirPlan {
@@ -363,6 +400,9 @@ pub struct LayoutRequest {
     /// Features to write in the superblock.
     pub super_features: FeatureSet,
     pub backup_super: bool,
+    /// The four directory hash seeds (`s_dx_seed` and `s_uuid_hash`), which decide how big
+    /// the indexes grow.
+    pub dx_seeds: [u32; 4],
 }
 
 /// Plans the whole volume.
@@ -381,6 +421,7 @@ struct Builder {
     super_features: FeatureSet,
     first_cluster_group: u64,
     global: ChainAlloc,
+    dx_seeds: [u32; 4],
 }
 
 fn no_space(what: &str) -> MkfsError {
@@ -400,6 +441,7 @@ impl Builder {
             super_features: req.super_features,
             first_cluster_group: 0,
             global: ChainAlloc::new(0, 1, chain_recs(geo.block_size)),
+            dx_seeds: req.dx_seeds,
         }
     }
 
@@ -755,6 +797,33 @@ impl Builder {
             self.pack(d)?;
         }
 
+        // mkfs.ocfs2 leaves a block system directory without an index, which fsck.ocfs2
+        // calls a missing index; give every block directory still lacking one an index, as
+        // tunefs.ocfs2 and fsck.ocfs2 would build it, after everything else is placed.
+        if self.indexed {
+            for d in std::iter::once(&mut root)
+                .chain(std::iter::once(&mut system_dir))
+                .chain(orphan_dirs.iter_mut())
+                .chain(std::iter::once(&mut lost_found))
+            {
+                if d.inline || d.dx_root.is_some() {
+                    continue;
+                }
+                let mut ea0 = std::mem::replace(&mut extent_allocs[0], self.new_suballoc());
+                d.dx_root = Some(self.suballoc_block(&mut ea0, 0, "directory indexes")?);
+                extent_allocs[0] = ea0;
+            }
+            for d in std::iter::once(&mut root)
+                .chain(std::iter::once(&mut system_dir))
+                .chain(orphan_dirs.iter_mut())
+                .chain(std::iter::once(&mut lost_found))
+            {
+                if d.dx_root.is_some() {
+                    self.plan_dx_leaves(d)?;
+                }
+            }
+        }
+
         Ok(Layout {
             geo: g,
             features: self.super_features,
@@ -790,8 +859,74 @@ impl Builder {
             blocks: Vec::new(),
             trailer: extent.is_some() && self.trailers,
             dx_root: None,
+            dx_leaves: Vec::new(),
             size: 0,
         }
+    }
+
+    /// Grows an index too big for its root into leaf clusters the way libocfs2's
+    /// `ocfs2_dx_dir_build` does: names go in in directory order; when the root fills, its
+    /// entries move to a first cluster (`ocfs2_expand_inline_dx_root`); when a leaf block
+    /// fills, its cluster splits at the median major hash into a new cluster
+    /// (`ocfs2_dx_dir_rebalance`).
+    fn plan_dx_leaves(&mut self, d: &mut DirPlan) -> Result<(), MkfsError> {
+        let bs = self.geo.block_size as usize;
+        if d.entries.len() <= dx_entries_per_root(bs) as usize {
+            return Ok(());
+        }
+        let extent = d.extent.ok_or_else(|| MkfsError::Unsupported("an index over an inline directory".into()))?;
+        let per_leaf = dx_entries_per_leaf(bs) as usize;
+        let bpc = 1u32 << self.c2b();
+        let mut order = Vec::new();
+        for (n, indices) in d.blocks.iter().enumerate() {
+            for &i in indices {
+                let (major, minor) = dx_hash(d.entries[i].name.as_bytes(), self.dx_seeds);
+                order.push(DxEntry {
+                    dx_major_hash: major,
+                    dx_minor_hash: minor,
+                    dx_dirent_blk: extent.blkno + n as u64,
+                });
+            }
+        }
+        let (root, rest) = order.split_at(dx_entries_per_root(bs) as usize);
+        let mut clusters = vec![self.new_dx_cluster(0, bpc)?];
+        for e in root {
+            clusters[0].leaves[dx_hash_block_index(e.dx_minor_hash, bpc) as usize].push(*e);
+        }
+        for e in rest {
+            let li = dx_hash_block_index(e.dx_minor_hash, bpc) as usize;
+            let mut rebalanced = false;
+            loop {
+                let ci = clusters.iter().rposition(|c| c.cpos <= e.dx_major_hash).unwrap_or(0);
+                if clusters[ci].leaves[li].len() < per_leaf {
+                    clusters[ci].leaves[li].push(*e);
+                    break;
+                }
+                if rebalanced {
+                    return Err(MkfsError::Unsupported("a directory index leaf overflows".into()));
+                }
+                let split = dx_split_hash(&clusters[ci].leaves[li], clusters[ci].cpos, e.dx_major_hash)?;
+                let mut new = self.new_dx_cluster(split, bpc)?;
+                for (old, moved) in clusters[ci].leaves.iter_mut().zip(new.leaves.iter_mut()) {
+                    let (go, stay): (Vec<DxEntry>, Vec<DxEntry>) = old.iter().partition(|x| x.dx_major_hash >= split);
+                    *old = stay;
+                    *moved = go;
+                }
+                clusters.insert(ci + 1, new);
+                rebalanced = true;
+            }
+        }
+        if clusters.len() > extent_recs_per_dx_root(bs) as usize {
+            return Err(MkfsError::Unsupported("a directory index deeper than its root".into()));
+        }
+        d.dx_leaves = clusters;
+        Ok(())
+    }
+
+    /// A cluster of empty leaf blocks for hashes from `cpos` on.
+    fn new_dx_cluster(&mut self, cpos: u32, bpc: u32) -> Result<DxCluster, MkfsError> {
+        let (first, _) = self.lib_alloc(1, 1, "directory indexes")?;
+        Ok(DxCluster { cpos, blkno: self.cluster_blkno(first), leaves: vec![Vec::new(); bpc as usize] })
     }
 
     /// Places the entries of a directory: inline, or packed into blocks in order.
@@ -860,7 +995,8 @@ mod tests {
         )
         .unwrap();
         let f = merge(FeatureLevel::Default, FeatureRequest::parse(features).unwrap()).unwrap();
-        plan(&geo, &LayoutRequest { features: f, super_features: f, backup_super: true }).unwrap()
+        plan(&geo, &LayoutRequest { features: f, super_features: f, backup_super: true, dx_seeds: [1, 2, 3, 4] })
+            .unwrap()
     }
 
     fn chains(a: &ChainAlloc) -> Vec<(u64, u32, u32)> {
@@ -906,16 +1042,65 @@ mod tests {
         assert_eq!(l.orphan_dirs[0].extent.unwrap().blkno, 531);
         assert_eq!(l.journals[0][0].blkno, 535);
         assert_eq!(l.slot_map.blkno, 16919);
-        assert_eq!(chains(&l.extent_allocs[0]), vec![(16920, 1024, 7)]);
+        // Seven roots as mkfs.ocfs2 places them, then the system directory's, built last.
+        assert_eq!(chains(&l.extent_allocs[0]), vec![(16920, 1024, 8)]);
         assert_eq!(l.root.dx_root.unwrap().blkno, 16921);
         assert_eq!(l.orphan_dirs[3].dx_root.unwrap().blkno, 16925);
         assert_eq!(l.lost_found.dx_root.unwrap().blkno, 16926);
+        assert_eq!(l.system_dir.dx_root.unwrap().blkno, 16927);
+        assert!(l.system_dir.dx_leaves.is_empty());
         assert_eq!(chains(&l.inode_allocs[0]), vec![(17944, 1024, 2)]);
         assert_eq!(l.lost_found.inode.blkno, 17945);
         assert_eq!(l.lost_found.extent.unwrap().blkno, 18968);
         assert_eq!(l.global_bitmap.used(), 18971);
         assert!(l.root.trailer && l.system_dir.trailer && l.lost_found.trailer);
         assert_eq!(l.orphan_dirs[0].size, 4096);
+    }
+
+    #[test]
+    fn every_block_directory_gets_an_index() {
+        // 512-byte blocks and 32 slots: the system directory outgrows both the inode and an
+        // inline index root, so its index has leaf clusters.
+        let l = layout(512 << 20, 512, 4096, 32, "");
+        assert!(!l.system_dir.inline && l.system_dir.dx_root.is_some());
+        assert!(l.root.inline && l.root.dx_root.is_none());
+        let leaves = &l.system_dir.dx_leaves;
+        assert!(!leaves.is_empty() && leaves[0].cpos == 0);
+        assert!(leaves.windows(2).all(|w| w[0].cpos < w[1].cpos));
+        let per_leaf = dx_entries_per_leaf(512) as usize;
+        let mut n = 0;
+        for (i, c) in leaves.iter().enumerate() {
+            assert_eq!(c.leaves.len(), 8);
+            let end = leaves.get(i + 1).map_or(u64::MAX, |next| next.cpos as u64);
+            for (b, leaf) in c.leaves.iter().enumerate() {
+                assert!(leaf.len() <= per_leaf);
+                for e in leaf {
+                    assert!(e.dx_major_hash >= c.cpos && (e.dx_major_hash as u64) < end);
+                    assert_eq!(dx_hash_block_index(e.dx_minor_hash, 8) as usize, b);
+                    n += 1;
+                }
+            }
+        }
+        assert_eq!(n, l.system_dir.entries.len());
+        let ext = l.system_dir.extent.unwrap();
+        // Four clusters of 512-byte directory blocks, the rest of which stay free for leaves.
+        assert!(leaves.iter().all(|c| c.blkno >= ext.blkno + 8 * ext.clusters as u64 || c.blkno < ext.blkno));
+    }
+
+    #[test]
+    fn full_leaves_split_like_libocfs2() {
+        let e = |h: u32| DxEntry { dx_major_hash: h, dx_minor_hash: 0, dx_dirent_blk: 1 };
+        // The first hash above the cluster's own from the median on.
+        let leaf: Vec<DxEntry> = [9, 1, 5, 3, 7, 2].iter().map(|&h| e(h)).collect();
+        assert_eq!(dx_split_hash(&leaf, 0, 4).unwrap(), 5);
+        let low: Vec<DxEntry> = [4, 4, 4, 4, 6].iter().map(|&h| e(h)).collect();
+        assert_eq!(dx_split_hash(&low, 4, 1).unwrap(), 6);
+        // A leaf of one major hash: split above it, at it, or at the new name's.
+        let same: Vec<DxEntry> = [5, 5, 5].iter().map(|&h| e(h)).collect();
+        assert_eq!(dx_split_hash(&same, 5, 9).unwrap(), 6);
+        assert_eq!(dx_split_hash(&same, 2, 3).unwrap(), 5);
+        assert_eq!(dx_split_hash(&same, 2, 8).unwrap(), 8);
+        assert!(dx_split_hash(&same, 2, 5).is_err());
     }
 
     #[test]

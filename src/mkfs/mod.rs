@@ -25,6 +25,7 @@ pub use layout::Layout;
 
 use crate::device::BlockDevice;
 use crate::format::constants::*;
+use crate::format::dx::dx_seeds;
 use geometry::SizeRequest;
 use layout::LayoutRequest;
 
@@ -342,7 +343,6 @@ pub fn plan(device_bytes: u64, sector_size: u32, opts: &MkfsOptions) -> Result<P
         device_bytes,
         sector_size,
     )?;
-    let layout = layout::plan(&geo, &LayoutRequest { features, super_features, backup_super })?;
     let mut random = [0u8; 16 + 4 + 12];
     random_bytes(&mut random);
     let word = |i: usize| u32::from_le_bytes([random[i], random[i + 1], random[i + 2], random[i + 3]]);
@@ -363,6 +363,8 @@ pub fn plan(device_bytes: u64, sector_size: u32, opts: &MkfsOptions) -> Result<P
         stack,
         journal_block64: opts.journal_block64,
     };
+    let dx_seeds = dx_seeds(identity.dx_seed, writer::uuid_hash(&identity.uuid));
+    let layout = layout::plan(&geo, &LayoutRequest { features, super_features, backup_super, dx_seeds })?;
     Ok(Plan { layout, identity, requested_features: features, mount, fs_type: opts.fs_type })
 }
 

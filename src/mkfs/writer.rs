@@ -13,7 +13,8 @@ use super::layout::{BlockLoc, ChainAlloc, DirPlan, Extent, Group, Layout};
 use super::{Identity, MkfsError, Plan};
 use crate::device::BlockDevice;
 use crate::format::blockcheck::{
-    self, dir_trailer_check_offset, DX_ROOT_CHECK_OFFSET, GROUP_DESC_CHECK_OFFSET, INODE_CHECK_OFFSET,
+    self, dir_trailer_check_offset, DX_LEAF_CHECK_OFFSET, DX_ROOT_CHECK_OFFSET, GROUP_DESC_CHECK_OFFSET,
+    INODE_CHECK_OFFSET,
 };
 use crate::format::bytes::cstr;
 use crate::format::chain::{ChainList, ChainRec};
@@ -22,9 +23,9 @@ use crate::format::dinode::{Dinode, DINODE_ID2_OFFSET};
 use crate::format::dir::{dir_rec_len, DirEntry};
 use crate::format::dir_trailer::{trailer_offset, DirBlockTrailer};
 use crate::format::dx::{
-    dx_entries_per_root, dx_hash, dx_seeds, DxEntry, DxEntryList, DxRootBlock, DxRootBody, DX_FLAG_INLINE,
+    dx_entries_per_root, dx_hash, dx_seeds, DxEntry, DxEntryList, DxLeaf, DxRootBlock, DxRootBody,
 };
-use crate::format::extent::{extent_recs_per_inode, ExtentList, ExtentRec};
+use crate::format::extent::{extent_recs_per_dx_root, extent_recs_per_inode, ExtentList, ExtentRec};
 use crate::format::group::GroupDesc;
 use crate::format::inline::InlineData;
 use crate::format::jbd2::{JournalSuperblock, JBD2_FEATURE_INCOMPAT_64BIT};
@@ -424,24 +425,38 @@ impl<'a> Writer<'a> {
         self.write_inode(&di, |id2| list.encode(id2))
     }
 
-    /// An inline index over a directory's entries, in directory order.
+    /// The index over a directory's entries: inline in the root, in directory order, or in
+    /// the leaf clusters the layout planned.
     fn dx_root(&self, d: &DirPlan, loc: &BlockLoc, free_blk: u64) -> Result<(), MkfsError> {
         let extent = d.extent.ok_or_else(|| MkfsError::Unsupported("an index over an inline directory".into()))?;
         let seeds = dx_seeds(self.id.dx_seed, self.uuid_hash);
-        let mut list = DxEntryList::new(dx_entries_per_root(self.bs));
+        let mut all = Vec::new();
         for (n, indices) in d.blocks.iter().enumerate() {
             for &i in indices {
                 let (major, minor) = dx_hash(d.entries[i].name.as_bytes(), seeds);
-                list.de_entries.push(DxEntry {
+                all.push(DxEntry {
                     dx_major_hash: major,
                     dx_minor_hash: minor,
                     dx_dirent_blk: extent.blkno + n as u64,
                 });
             }
         }
-        if list.de_entries.len() > list.de_count as usize {
-            return Err(MkfsError::Unsupported("a directory index larger than its root block".into()));
-        }
+        let num_entries = all.len() as u32;
+        let (body, clusters) = if d.dx_leaves.is_empty() {
+            let mut list = DxEntryList::new(dx_entries_per_root(self.bs));
+            list.de_entries = all;
+            if list.de_entries.len() > list.de_count as usize {
+                return Err(MkfsError::Unsupported("a directory index larger than its root block".into()));
+            }
+            (DxRootBody::Inline(list), 0)
+        } else {
+            self.dx_leaves(d)?;
+            let mut tree = ExtentList::new(extent_recs_per_dx_root(self.bs));
+            for c in &d.dx_leaves {
+                tree.recs.push(ExtentRec::leaf(c.cpos, 1, 0, c.blkno));
+            }
+            (DxRootBody::Extents(tree), d.dx_leaves.len() as u32)
+        };
         let root = DxRootBlock {
             dr_check: Default::default(),
             dr_suballoc_slot: loc.suballoc_slot,
@@ -449,22 +464,40 @@ impl<'a> Writer<'a> {
             dr_fs_generation: self.id.generation,
             dr_blkno: loc.blkno,
             dr_last_eb_blk: 0,
-            dr_clusters: 0,
-            dr_flags: DX_FLAG_INLINE,
+            dr_clusters: clusters,
+            dr_flags: 0,
             dr_reserved0: 0,
             dr_reserved1: 0,
             dr_dir_blkno: d.inode.blkno,
-            dr_num_entries: list.de_entries.len() as u32,
+            dr_num_entries: num_entries,
             dr_reserved2: 0,
             dr_free_blk: free_blk,
             dr_suballoc_loc: loc.suballoc_loc,
             dr_reserved3: [0; 14],
-            body: DxRootBody::Inline(list),
+            body,
         };
         let mut buf = vec![0u8; self.bs];
         root.encode(&mut buf)?;
         self.seal(&mut buf, DX_ROOT_CHECK_OFFSET);
         self.put_block(loc.blkno, &buf)
+    }
+
+    /// Writes every block of the leaf clusters the layout filled.
+    fn dx_leaves(&self, d: &DirPlan) -> Result<(), MkfsError> {
+        for c in &d.dx_leaves {
+            for (b, entries) in c.leaves.iter().enumerate() {
+                let mut leaf = DxLeaf::new(c.blkno + b as u64, self.id.generation, self.bs);
+                if entries.len() > leaf.dl_list.de_count as usize {
+                    return Err(MkfsError::Unsupported("a directory index leaf overflows".into()));
+                }
+                leaf.dl_list.de_entries = entries.clone();
+                let mut buf = vec![0u8; self.bs];
+                leaf.encode(&mut buf)?;
+                self.seal(&mut buf, DX_LEAF_CHECK_OFFSET);
+                self.put_block(leaf.dl_blkno, &buf)?;
+            }
+        }
+        Ok(())
     }
 
     fn heartbeat(&self) -> Result<(), MkfsError> {
