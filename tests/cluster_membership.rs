@@ -15,12 +15,12 @@ use ocfs2::device::{BlockDevice, FaultDevice, FaultKind, FaultPlan, FileDevice, 
 use ocfs2::format::slot_map::SlotMap;
 use ocfs2::format::FEATURE_INCOMPAT_EXTENDED_SLOT_MAP;
 use ocfs2::{OpenOptions, Volume};
-use std::io::{BufRead, BufReader, Write};
+
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 const CLUSTER_BIN: &str = env!("CARGO_BIN_EXE_ocfs2-cluster");
@@ -61,87 +61,19 @@ fn cluster_conf(dir: &Path, name: &str, port: u16, nodes: &[(u8, &str)], regions
     path
 }
 
-struct NodeProc {
-    name: String,
-    child: Child,
-    lines: mpsc::Receiver<(Instant, String)>,
-    seen: Vec<(Instant, String)>,
-}
+use common::LineProcess as NodeProc;
 
-impl NodeProc {
-    fn spawn(conf: &Path, settings: &Path, node: &str, img: &Path) -> NodeProc {
-        let mut cmd = Command::new(CLUSTER_BIN);
-        cmd.arg("-c").arg(conf).args(["-n", node, "--defaults"]).arg(settings);
-        cmd.args(["heartbeat", "--fence", "callback"]).arg(img);
-        for v in [
-            "HEARTBEAT_THRESHOLD",
-            "HEARTBEAT_INTERVAL_MS",
-            "IDLE_TIMEOUT_MS",
-            "KEEPALIVE_DELAY_MS",
-            "RECONNECT_DELAY_MS",
-        ] {
-            cmd.env_remove(format!("O2CB_{v}"));
-        }
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("run ocfs2-cluster");
-        let out = BufReader::new(child.stdout.take().unwrap());
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in out.lines().map_while(Result::ok) {
-                if tx.send((Instant::now(), line)).is_err() {
-                    break;
-                }
-            }
-        });
-        NodeProc { name: node.to_string(), child, lines, seen: Vec::new() }
+/// Starts `ocfs2-cluster heartbeat` as node `node`, with the timeouts of `settings` only.
+fn spawn_node(conf: &Path, settings: &Path, node: &str, img: &Path) -> NodeProc {
+    let mut cmd = Command::new(CLUSTER_BIN);
+    cmd.arg("-c").arg(conf).args(["-n", node, "--defaults"]).arg(settings);
+    cmd.args(["heartbeat", "--fence", "callback"]).arg(img);
+    for v in
+        ["HEARTBEAT_THRESHOLD", "HEARTBEAT_INTERVAL_MS", "IDLE_TIMEOUT_MS", "KEEPALIVE_DELAY_MS", "RECONNECT_DELAY_MS"]
+    {
+        cmd.env_remove(format!("O2CB_{v}"));
     }
-
-    fn expect(&mut self, prefix: &str, limit: Duration) -> (Instant, String) {
-        if let Some((t, l)) = self.seen.iter().find(|(_, l)| l.starts_with(prefix)) {
-            return (*t, l.clone());
-        }
-        let deadline = Instant::now() + limit;
-        loop {
-            match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok((t, line)) => {
-                    self.seen.push((t, line.clone()));
-                    if line.starts_with(prefix) {
-                        return (t, line);
-                    }
-                }
-                Err(_) => panic!(
-                    "{} printed no {prefix:?} within {limit:?}; printed {:?}",
-                    self.name,
-                    self.seen.iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>()
-                ),
-            }
-        }
-    }
-
-    fn send(&mut self, line: &str) {
-        let stdin = self.child.stdin.as_mut().expect("stdin");
-        stdin.write_all(line.as_bytes()).unwrap();
-        stdin.write_all(b"\n").unwrap();
-        stdin.flush().unwrap();
-    }
-
-    fn printed(&mut self) -> Vec<String> {
-        while let Ok(x) = self.lines.try_recv() {
-            self.seen.push(x);
-        }
-        self.seen.iter().map(|(_, l)| l.clone()).collect()
-    }
-}
-
-impl Drop for NodeProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    NodeProc::spawn(node, cmd)
 }
 
 /// Node numbers `debugfs.ocfs2 -R hb` lists.
@@ -160,7 +92,7 @@ fn three_processes_see_each_other_up_and_a_killed_one_down_within_the_dead_thres
     let conf = cluster_conf(&scratch.dir, "three", 17_731, &nodes, &[]);
     let settings = o2cb_settings(&scratch.dir, INTERVAL_MS, THRESHOLD, 2000);
     let mut procs: Vec<NodeProc> =
-        nodes.iter().map(|(n, _)| NodeProc::spawn(&conf, &settings, &format!("n{n}"), &img)).collect();
+        nodes.iter().map(|(n, _)| spawn_node(&conf, &settings, &format!("n{n}"), &img)).collect();
     for (i, p) in procs.iter_mut().enumerate() {
         p.expect(&format!("online n{} {} 127.0.0.{}:17731", i + 1, i + 1, i + 2), Duration::from_secs(5));
         for (j, _) in nodes.iter().filter(|(j, _)| usize::from(*j) != i + 1) {

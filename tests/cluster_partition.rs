@@ -587,12 +587,11 @@ fn seeded_partitions_kills_and_resets_leave_exactly_the_side_o2quo_chooses() {
 // namespace, joined by veth pairs to a bridge in a fourth namespace, sharing one image file (the
 // disk is a file, so the disk heartbeat goes on across the partition: exactly o2quo's case).
 
-use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+
 use std::time::{Duration, Instant};
 
 const CLUSTER_BIN: &str = env!("CARGO_BIN_EXE_ocfs2-cluster");
@@ -694,78 +693,7 @@ impl Drop for Topology {
     }
 }
 
-struct Proc {
-    name: String,
-    child: Child,
-    lines: mpsc::Receiver<(Instant, String)>,
-    seen: Vec<(Instant, String)>,
-}
-
-impl Proc {
-    fn spawn(name: &str, mut cmd: Command) -> Proc {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        let out = BufReader::new(child.stdout.take().expect("piped stdout"));
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in out.lines().map_while(Result::ok) {
-                if tx.send((Instant::now(), line)).is_err() {
-                    break;
-                }
-            }
-        });
-        Proc { name: name.to_string(), child, lines, seen: Vec::new() }
-    }
-
-    /// Waits for a line starting with `prefix`; returns when it was printed and the line.
-    fn expect(&mut self, prefix: &str, limit: Duration) -> (Instant, String) {
-        if let Some((t, l)) = self.seen.iter().find(|(_, l)| l.starts_with(prefix)) {
-            return (*t, l.clone());
-        }
-        let deadline = Instant::now() + limit;
-        loop {
-            match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok((t, line)) => {
-                    self.seen.push((t, line.clone()));
-                    if line.starts_with(prefix) {
-                        return (t, line);
-                    }
-                }
-                Err(_) => panic!(
-                    "{} printed no {prefix:?} within {limit:?}; printed {:?}",
-                    self.name,
-                    self.seen.iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>()
-                ),
-            }
-        }
-    }
-
-    /// Everything printed so far (and whatever is already waiting).
-    fn drain(&mut self) -> Vec<String> {
-        while let Ok(x) = self.lines.try_recv() {
-            self.seen.push(x);
-        }
-        self.seen.iter().map(|(_, l)| l.clone()).collect()
-    }
-
-    fn stop(&mut self) {
-        if let Some(stdin) = self.child.stdin.as_mut() {
-            let _ = stdin.write_all(b"stop\n");
-        }
-        self.child.stdin.take();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::LineProcess as Proc;
 
 /// The counter a node's probe last wrote at `offset` (0 when it never wrote).
 fn probe_counter(img: &Path, offset: u64, node: u8) -> u64 {
@@ -881,7 +809,7 @@ fn a_network_partition_fences_the_minority_whose_writes_stop_before_the_majority
 
     // The majority keeps running: no fence, and its writes go on.
     for (i, p) in procs.iter_mut().enumerate().take(2) {
-        let lines = p.drain();
+        let lines = p.printed();
         assert!(!lines.iter().any(|l| l.starts_with("fenced")), "node {i} fenced: {lines:?}");
         assert!(probe_counter(&img, probe_at(i), i as u8) > before[i] + 10, "node {i}'s writes stopped");
     }
@@ -952,7 +880,7 @@ fn of_two_nodes_cut_apart_the_higher_aborts_by_default_and_the_lower_goes_on() {
     let counter = probe_counter(&img, probe_at(1), 1);
     std::thread::sleep(Duration::from_millis(5 * P_INTERVAL_MS));
     assert_eq!(probe_counter(&img, probe_at(1), 1), counter, "a write of the aborted node landed later");
-    let lines = procs[0].drain();
+    let lines = procs[0].printed();
     assert!(!lines.iter().any(|l| l.starts_with("fenced")), "node 0 fenced: {lines:?}");
     let before = probe_counter(&img, probe_at(0), 0);
     std::thread::sleep(Duration::from_millis(5 * P_INTERVAL_MS));

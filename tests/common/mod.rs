@@ -122,3 +122,91 @@ pub fn kvm_tools() -> PathBuf {
     );
     dir
 }
+
+/// A child process whose standard output is read line by line, with the time each line arrived,
+/// so a test can wait for what the process reports and know when it reported it.
+pub struct LineProcess {
+    pub name: String,
+    pub child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<(std::time::Instant, String)>,
+    seen: Vec<(std::time::Instant, String)>,
+}
+
+impl LineProcess {
+    /// Starts `cmd` with piped stdin and stdout (stderr passes through).
+    pub fn spawn(name: &str, mut cmd: Command) -> LineProcess {
+        use std::io::{BufRead, BufReader};
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let out = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in out.lines().map_while(Result::ok) {
+                if tx.send((std::time::Instant::now(), line)).is_err() {
+                    break;
+                }
+            }
+        });
+        LineProcess { name: name.to_string(), child, lines, seen: Vec::new() }
+    }
+
+    /// Waits for a line starting with `prefix`; returns when it was printed and the line.
+    pub fn expect(&mut self, prefix: &str, limit: std::time::Duration) -> (std::time::Instant, String) {
+        if let Some((t, l)) = self.seen.iter().find(|(_, l)| l.starts_with(prefix)) {
+            return (*t, l.clone());
+        }
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            match self.lines.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+                Ok((t, line)) => {
+                    self.seen.push((t, line.clone()));
+                    if line.starts_with(prefix) {
+                        return (t, line);
+                    }
+                }
+                Err(_) => panic!(
+                    "{} printed no {prefix:?} within {limit:?}; printed {:?}",
+                    self.name,
+                    self.seen.iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>()
+                ),
+            }
+        }
+    }
+
+    /// Everything printed so far (and whatever is already waiting).
+    pub fn printed(&mut self) -> Vec<String> {
+        while let Ok(x) = self.lines.try_recv() {
+            self.seen.push(x);
+        }
+        self.seen.iter().map(|(_, l)| l.clone()).collect()
+    }
+
+    /// Writes one line to the process's standard input.
+    pub fn send(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        stdin.write_all(line.as_bytes()).unwrap();
+        stdin.write_all(b"\n").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Asks the process to stop ("stop" on stdin) and closes its standard input.
+    pub fn stop(&mut self) {
+        use std::io::Write;
+        if let Some(stdin) = self.child.stdin.as_mut() {
+            let _ = stdin.write_all(b"stop\n");
+        }
+        self.child.stdin.take();
+    }
+}
+
+impl Drop for LineProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
