@@ -1,10 +1,14 @@
 //! `ocfs2-files DEVICE COMMAND ...`: read an OCFS2 volume directly, without mounting it.
 //!
-//! Commands: `ls [-l] [PATH]`, `stat PATH`, `cat PATH...`, `get SRC DST`, `tree [PATH]`, `df`.
+//! Reading: `ls [-l] [PATH]`, `stat PATH`, `cat PATH...`, `get SRC DST`, `tree [PATH]`, `df`.
+//! Writing (the volume is opened writable, in one process, and closed cleanly at the end):
+//! `put SRC DST`, `mkdir [-p] PATH...`, `rm [-r] PATH...`, `rmdir PATH...`, `mv SRC DST`,
+//! `ln [-s] TARGET PATH`, `truncate -s SIZE PATH...`, `chmod MODE PATH...`,
+//! `chown UID[:GID] PATH...`, `touch PATH...`.
 //! DEVICE is an image file, a block device or an `nbd://host:port/export` URL. Paths are absolute
 //! inside the volume; `//` names the system directory as in debugfs.ocfs2.
 
-use ocfs2::fs::{DirEntry, FileType, Metadata, Timestamp};
+use ocfs2::fs::{DirEntry, FileType, Metadata, SetAttr, Timestamp};
 use ocfs2::{OpenOptions, Volume};
 use sha2::{Digest, Sha256};
 use std::io::Write;
@@ -19,7 +23,20 @@ commands:
   cat PATH...        write files to standard output
   get SRC DST        copy a file or a whole tree out of the volume
   tree [PATH]        every path below PATH with type, mode, links, size and SHA-256
-  df                 space used and free";
+  df                 space used and free
+  put SRC DST        copy a host file or a whole tree into the volume
+  mkdir [-p] PATH... make directories (-p: with their parents, no error if they exist)
+  rm [-r] PATH...    remove files (-r: and directories with everything in them)
+  rmdir PATH...      remove empty directories
+  mv SRC DST         rename or move (into DST when it is a directory)
+  ln [-s] TARGET PATH  hard link to TARGET (-s: symbolic link holding TARGET)
+  truncate -s SIZE PATH...  set the size of files
+  chmod MODE PATH... set permissions (octal)
+  chown UID[:GID] PATH...  set owner and group (numbers)
+  touch PATH...      create empty files, or set times to now";
+
+/// Commands that change the volume.
+const WRITERS: &[&str] = &["put", "mkdir", "rm", "rmdir", "mv", "ln", "truncate", "chmod", "chown", "touch"];
 
 type CmdResult = Result<(), String>;
 
@@ -30,9 +47,11 @@ fn main() -> ExitCode {
         return if args.iter().any(|a| a == "-h" || a == "--help") { ExitCode::SUCCESS } else { ExitCode::from(2) };
     }
     // The device is a path (image file or block device) or an nbd:// URL.
-    let opened = ocfs2::device::open_device(&args[0], false)
+    let writable = WRITERS.contains(&args[1].as_str());
+    let options = if writable { OpenOptions::writable() } else { OpenOptions::default() };
+    let opened = ocfs2::device::open_device(&args[0], writable)
         .map_err(|e| e.to_string())
-        .and_then(|dev| Volume::open(dev, OpenOptions::default()).map_err(|e| e.to_string()));
+        .and_then(|dev| Volume::open(dev, options).map_err(|e| e.to_string()));
     let vol = match opened {
         Ok(v) => v,
         Err(e) => {
@@ -48,7 +67,23 @@ fn main() -> ExitCode {
         "get" => cmd_get(&vol, rest),
         "tree" => cmd_tree(&vol, rest),
         "df" => cmd_df(&vol),
+        "put" => cmd_put(&vol, rest),
+        "mkdir" => cmd_mkdir(&vol, rest),
+        "rm" => cmd_rm(&vol, rest),
+        "rmdir" => cmd_rmdir(&vol, rest),
+        "truncate" => cmd_truncate(&vol, rest),
+        "mv" => cmd_mv(&vol, rest),
+        "ln" => cmd_ln(&vol, rest),
+        "chmod" => cmd_chmod(&vol, rest),
+        "chown" => cmd_chown(&vol, rest),
+        "touch" => cmd_touch(&vol, rest),
         other => Err(format!("unknown command {other:?}\n{USAGE}")),
+    };
+    // A writer closes the volume cleanly even after a failed command, so the next open needs
+    // no recovery.
+    let result = match (writable, vol.close()) {
+        (true, Err(e)) => result.and(Err(format!("{}: closing: {e}", args[0]))),
+        _ => result,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -346,4 +381,243 @@ fn format_time(t: Timestamp) -> String {
         secs_of_day / 3600,
         secs_of_day % 3600 / 60
     )
+}
+
+/// The parent directory of `path` and the last name in it.
+fn parent_and_name<'p>(vol: &Volume, path: &'p str) -> Result<(u64, &'p [u8]), String> {
+    let trimmed = path.trim_end_matches('/');
+    let (dir, name) = trimmed.rsplit_once('/').ok_or_else(|| format!("{path}: not an absolute path"))?;
+    if name.is_empty() {
+        return Err(format!("{path}: names no entry"));
+    }
+    let dir = if dir.is_empty() { "/" } else { dir };
+    Ok((resolve(vol, dir)?, name.as_bytes()))
+}
+
+fn cmd_put(vol: &Volume, args: &[String]) -> CmdResult {
+    let [src, dst] = args else {
+        return Err("put needs SRC and DST".into());
+    };
+    let src = Path::new(src);
+    let mut dst = dst.trim_end_matches('/').to_string();
+    if let Ok(ino) = vol.resolve(if dst.is_empty() { "/" } else { &dst }) {
+        if vol.metadata(ino).map_err(|e| err(&dst, e))?.is_dir() {
+            let name = src.file_name().ok_or_else(|| format!("{}: no file name", src.display()))?;
+            dst = format!("{dst}/{}", name.to_string_lossy());
+        }
+    }
+    put_into(vol, src, &dst)
+}
+
+fn put_into(vol: &Volume, src: &Path, dst: &str) -> CmdResult {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    let shown = |e: std::io::Error| format!("{}: {e}", src.display());
+    let meta = std::fs::symlink_metadata(src).map_err(shown)?;
+    let perm = (meta.permissions().mode() & 0o7777) as u16;
+    let (dir, name) = parent_and_name(vol, dst)?;
+    if meta.is_dir() {
+        if vol.lookup(dir, name).is_err() {
+            vol.mkdir(dir, name, perm).map_err(|e| err(dst, e))?;
+        }
+        let mut entries: Vec<_> = std::fs::read_dir(src).map_err(shown)?.collect::<Result<_, _>>().map_err(shown)?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let child = format!("{dst}/{}", entry.file_name().to_string_lossy());
+            put_into(vol, &entry.path(), &child)?;
+        }
+        return Ok(());
+    }
+    if !meta.is_file() {
+        eprintln!("ocfs2-files: {}: skipping (not a regular file or directory)", src.display());
+        return Ok(());
+    }
+    let ino = match vol.lookup(dir, name) {
+        Ok(ino) => {
+            vol.truncate(ino, 0).map_err(|e| err(dst, e))?;
+            ino
+        }
+        Err(_) => vol.create(dir, name, perm).map_err(|e| err(dst, e))?,
+    };
+    let mut file = std::fs::File::open(src).map_err(shown)?;
+    let mut buf = vec![0u8; 4 << 20];
+    let mut offset = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(shown)?;
+        if n == 0 {
+            return Ok(());
+        }
+        vol.write(ino, offset, &buf[..n]).map_err(|e| err(dst, e))?;
+        offset += n as u64;
+    }
+}
+
+fn cmd_mkdir(vol: &Volume, args: &[String]) -> CmdResult {
+    let parents = args.iter().any(|a| a == "-p");
+    let paths: Vec<&String> = args.iter().filter(|a| *a != "-p").collect();
+    if paths.is_empty() {
+        return Err("mkdir needs a PATH".into());
+    }
+    for path in paths {
+        if parents {
+            let mut at = vol.root();
+            let mut so_far = String::new();
+            for part in path.split('/').filter(|p| !p.is_empty()) {
+                so_far = format!("{so_far}/{part}");
+                at = match vol.lookup(at, part.as_bytes()) {
+                    Ok(ino) => ino,
+                    Err(ocfs2::Error::NotFound(_)) => {
+                        vol.mkdir(at, part.as_bytes(), 0o755).map_err(|e| err(&so_far, e))?
+                    }
+                    Err(e) => return Err(err(&so_far, e)),
+                };
+            }
+        } else {
+            let (dir, name) = parent_and_name(vol, path)?;
+            vol.mkdir(dir, name, 0o755).map_err(|e| err(path, e))?;
+        }
+    }
+    Ok(())
+}
+
+fn cmd_rm(vol: &Volume, args: &[String]) -> CmdResult {
+    let recursive = args.iter().any(|a| a == "-r" || a == "-rf");
+    let paths: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    if paths.is_empty() {
+        return Err("rm needs a PATH".into());
+    }
+    for path in paths {
+        let (dir, name) = parent_and_name(vol, path)?;
+        let ino = vol.lookup(dir, name).map_err(|e| err(path, e))?;
+        if vol.metadata(ino).map_err(|e| err(path, e))?.is_dir() {
+            if !recursive {
+                return Err(format!("{path}: is a directory (use rm -r)"));
+            }
+            remove_tree(vol, ino, path)?;
+            vol.rmdir(dir, name).map_err(|e| err(path, e))?;
+        } else {
+            vol.unlink(dir, name).map_err(|e| err(path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes everything inside directory `dir`.
+fn remove_tree(vol: &Volume, dir: u64, path: &str) -> CmdResult {
+    for entry in vol.read_dir(dir).map_err(|e| err(path, e))? {
+        if entry.name == b"." || entry.name == b".." {
+            continue;
+        }
+        let child = format!("{path}/{}", String::from_utf8_lossy(&entry.name));
+        if entry.file_type == Some(FileType::Directory) {
+            remove_tree(vol, entry.ino, &child)?;
+            vol.rmdir(dir, &entry.name).map_err(|e| err(&child, e))?;
+        } else {
+            vol.unlink(dir, &entry.name).map_err(|e| err(&child, e))?;
+        }
+    }
+    Ok(())
+}
+
+fn cmd_rmdir(vol: &Volume, args: &[String]) -> CmdResult {
+    if args.is_empty() {
+        return Err("rmdir needs a PATH".into());
+    }
+    for path in args {
+        let (dir, name) = parent_and_name(vol, path)?;
+        vol.rmdir(dir, name).map_err(|e| err(path, e))?;
+    }
+    Ok(())
+}
+
+fn cmd_truncate(vol: &Volume, args: &[String]) -> CmdResult {
+    let (size, paths) = match args {
+        [flag, size, paths @ ..] if flag == "-s" && !paths.is_empty() => (size, paths),
+        _ => return Err("truncate needs -s SIZE and a PATH".into()),
+    };
+    let size: u64 = size.parse().map_err(|_| format!("{size}: not a size in bytes"))?;
+    for path in paths {
+        let ino = resolve(vol, path)?;
+        vol.truncate(ino, size).map_err(|e| err(path, e))?;
+    }
+    Ok(())
+}
+
+fn cmd_mv(vol: &Volume, args: &[String]) -> CmdResult {
+    let [src, dst] = args else {
+        return Err("mv needs SRC and DST".into());
+    };
+    let (from_dir, from_name) = parent_and_name(vol, src)?;
+    let into = vol.resolve(dst).ok().filter(|&ino| vol.metadata(ino).is_ok_and(|m| m.is_dir()));
+    let (to_dir, to_name) = match into {
+        Some(dir) => (dir, from_name),
+        None => parent_and_name(vol, dst)?,
+    };
+    vol.rename(from_dir, from_name, to_dir, to_name).map_err(|e| err(src, e))
+}
+
+fn cmd_ln(vol: &Volume, args: &[String]) -> CmdResult {
+    let symbolic = args.iter().any(|a| a == "-s");
+    let rest: Vec<&String> = args.iter().filter(|a| *a != "-s").collect();
+    let [target, path] = rest.as_slice() else {
+        return Err("ln needs TARGET and PATH".into());
+    };
+    let (dir, name) = parent_and_name(vol, path)?;
+    if symbolic {
+        vol.symlink(dir, name, target.as_bytes()).map(drop).map_err(|e| err(path, e))
+    } else {
+        let ino = resolve(vol, target)?;
+        vol.link(ino, dir, name).map_err(|e| err(path, e))
+    }
+}
+
+/// Applies `attr` to every path.
+fn set_each(vol: &Volume, paths: &[String], attr: &SetAttr) -> CmdResult {
+    if paths.is_empty() {
+        return Err("a PATH is needed".into());
+    }
+    for path in paths {
+        let ino = resolve(vol, path)?;
+        vol.setattr(ino, attr).map_err(|e| err(path, e))?;
+    }
+    Ok(())
+}
+
+fn cmd_chmod(vol: &Volume, args: &[String]) -> CmdResult {
+    let (mode, paths) = args.split_first().ok_or("chmod needs MODE and PATH")?;
+    let mode =
+        u16::from_str_radix(mode, 8).ok().filter(|m| *m <= 0o7777).ok_or(format!("{mode}: not an octal mode"))?;
+    set_each(vol, paths, &SetAttr { mode: Some(mode), ..Default::default() })
+}
+
+fn cmd_chown(vol: &Volume, args: &[String]) -> CmdResult {
+    let (owner, paths) = args.split_first().ok_or("chown needs UID[:GID] and PATH")?;
+    let bad = || format!("{owner}: not UID[:GID] in numbers");
+    let (uid, gid) = match owner.split_once(':') {
+        Some((u, g)) => (u.parse().map_err(|_| bad())?, Some(g.parse().map_err(|_| bad())?)),
+        None => (owner.parse().map_err(|_| bad())?, None),
+    };
+    set_each(vol, paths, &SetAttr { uid: Some(uid), gid, ..Default::default() })
+}
+
+fn cmd_touch(vol: &Volume, args: &[String]) -> CmdResult {
+    if args.is_empty() {
+        return Err("touch needs a PATH".into());
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let t = Timestamp { secs: now.as_secs() as i64, nsecs: now.subsec_nanos() };
+    for path in args {
+        match vol.resolve(path) {
+            Ok(ino) => {
+                vol.setattr(ino, &SetAttr { atime: Some(t), mtime: Some(t), ..Default::default() })
+                    .map_err(|e| err(path, e))?;
+            }
+            Err(ocfs2::Error::NotFound(_)) => {
+                let (dir, name) = parent_and_name(vol, path)?;
+                vol.create(dir, name, 0o644).map_err(|e| err(path, e))?;
+            }
+            Err(e) => return Err(err(path, e)),
+        }
+    }
+    Ok(())
 }

@@ -326,39 +326,3 @@ fn names_come_and_go_on_volumes_made_by_our_mkfs() {
     mkfs(&FileDevice::open_rw(&img).unwrap(), &opts).unwrap();
     run_model(&img, "ours", 400);
 }
-
-#[test]
-fn an_inline_directory_that_would_need_an_index_is_refused_and_left_intact() {
-    let s = Scratch::new("write-names-dx");
-    let img = s.path("dx.img");
-    sparse_image(&img, 128 << 20);
-    mkfs_ocfs2(&img, &["-M", "local", "-b", "4096", "-N", "2"]);
-    let vol = Volume::open_path(&img, OpenOptions::writable()).unwrap();
-    let root = vol.root();
-    // The root starts inline; on an indexed-dirs volume it cannot become a block directory
-    // without an index, which is not written yet.
-    let mut made = Vec::new();
-    let err = loop {
-        let name = format!("file-with-a-longish-name-{:04}", made.len());
-        match vol.create(root, name.as_bytes(), 0o644) {
-            Ok(_) => made.push(name),
-            Err(e) => break e,
-        }
-        assert!(made.len() < 1000, "an inline directory holds fewer entries");
-    };
-    assert_eq!(err.errno(), 95, "EOPNOTSUPP: {err}");
-    assert!(made.len() > 50, "the inline directory took {} entries", made.len());
-    vol.close().unwrap();
-    assert_no_problems(&img, &[]);
-    let listed: BTreeSet<String> =
-        debugfs(&img, "ls -l /").lines().filter_map(|l| l.split_whitespace().nth(8).map(str::to_string)).collect();
-    for name in &made {
-        assert!(listed.contains(name), "debugfs lists {name}");
-    }
-    let vol = Volume::open_path(&img, OpenOptions::writable()).unwrap();
-    for name in &made {
-        vol.unlink(root, name.as_bytes()).unwrap();
-    }
-    vol.close().unwrap();
-    assert_no_problems(&img, &[]);
-}

@@ -8,22 +8,26 @@
 //! cluster when its last one is used up. Blocks of directories are metadata: they are written
 //! only through the transaction, with a trailer where the volume wants one.
 //!
-//! Indexed directories are not changed yet: operations on them fail with
-//! [`Error::Unsupported`], and on volumes with `indexed-dirs` a directory never leaves the
-//! inline format (fsck.ocfs2 requires every block directory there to be indexed).
+//! Indexed directories (`dxwrite`) keep the same records and add a hash index: operations on
+//! them go through their index and free-space list. On volumes with `indexed-dirs` every block
+//! directory is indexed (fsck.ocfs2 requires it): a new block directory gets an index at once,
+//! and an inline directory that outgrows its inode gets one as it moves into its first block
+//! (`ocfs2_expand_inline_dir`).
 
 use super::alloc::local_alloc;
+use super::dxwrite;
 use super::error::{Error, Result};
 use super::extent_map::{map_cluster, Mapping};
 use super::meta::BlockKind;
 use super::tx::Tx;
 use crate::format::dinode::{Dinode, DINODE_ID2_OFFSET};
 use crate::format::dir::{dir_entries, dir_rec_len, encode_empty_record, DirEntry};
-use crate::format::dir_trailer::{dir_has_trailer, trailer_offset, DirBlockTrailer};
+use crate::format::dir_trailer::{dir_has_trailer, supports_dir_trailer, trailer_offset, DirBlockTrailer};
 use crate::format::extent::{extent_recs_per_inode, ExtentList, ExtentRec};
 use crate::format::inline::{max_inline_data_with_xattr, InlineData, INLINE_DATA_OFFSET};
 use crate::format::{
-    FEATURE_INCOMPAT_INDEXED_DIRS, FEATURE_INCOMPAT_INLINE_DATA, FT_DIR, INLINE_DATA_FL, MAX_FILENAME_LEN,
+    FEATURE_INCOMPAT_INDEXED_DIRS, FEATURE_INCOMPAT_INLINE_DATA, FT_DIR, INDEXED_DIR_FL, INLINE_DATA_FL,
+    MAX_FILENAME_LEN,
 };
 
 /// Where one directory entry lives.
@@ -40,7 +44,11 @@ pub(crate) struct Found {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Layout {
     Inline,
-    Linear { trailer: bool },
+    Linear {
+        trailer: bool,
+    },
+    /// Blocks with trailers and a hash index (`dxwrite`).
+    Indexed,
 }
 
 fn layout(tx: &Tx, di: &Dinode) -> Result<Layout> {
@@ -50,10 +58,18 @@ fn layout(tx: &Tx, di: &Dinode) -> Result<Layout> {
     if di.has_inline_data() {
         return Ok(Layout::Inline);
     }
+    let incompat = tx.vol.sb.s_feature_incompat;
     if di.is_indexed_dir() {
-        return Err(Error::Unsupported(format!("changing indexed directory {}", di.i_blkno)));
+        if incompat & FEATURE_INCOMPAT_INDEXED_DIRS == 0 {
+            // fsck.ocfs2 would drop such an index; changing the names would leave it stale.
+            return Err(Error::Unsupported(format!(
+                "changing directory {}, indexed on a volume without indexed directories",
+                di.i_blkno
+            )));
+        }
+        return Ok(Layout::Indexed);
     }
-    Ok(Layout::Linear { trailer: dir_has_trailer(tx.vol.sb.s_feature_incompat, false, false) })
+    Ok(Layout::Linear { trailer: dir_has_trailer(incompat, false, false) })
 }
 
 fn block_kind(trailer: bool) -> BlockKind {
@@ -89,7 +105,7 @@ fn dir_block_count(tx: &Tx, di: &Dinode) -> u64 {
 }
 
 /// The blocks of a linear directory within `i_size`, in order.
-fn dir_blocks(tx: &Tx, di: &Dinode) -> Result<Vec<u64>> {
+pub(super) fn dir_blocks(tx: &Tx, di: &Dinode) -> Result<Vec<u64>> {
     let ino = di.i_blkno;
     let block = tx.block(ino, BlockKind::Inode)?;
     let list = ExtentList::decode(&block[DINODE_ID2_OFFSET..]).map_err(|e| Error::format(ino, e))?;
@@ -122,12 +138,18 @@ fn areas(tx: &Tx, di: &Dinode) -> Result<Vec<(u64, BlockKind, std::ops::Range<us
         Layout::Linear { trailer } => {
             dir_blocks(tx, di)?.into_iter().map(|b| (b, block_kind(trailer), 0..usable(bs, trailer))).collect()
         }
+        Layout::Indexed => {
+            dir_blocks(tx, di)?.into_iter().map(|b| (b, block_kind(true), 0..usable(bs, true))).collect()
+        }
     })
 }
 
 /// The entry called `name` in directory `dir`, if any.
 pub(crate) fn find(tx: &Tx, dir: u64, name: &[u8]) -> Result<Option<Found>> {
     let di = tx.dinode(dir)?;
+    if layout(tx, &di)? == Layout::Indexed {
+        return dxwrite::find(tx, &di, name);
+    }
     for (blkno, kind, range) in areas(tx, &di)? {
         let block = tx.block(blkno, kind)?;
         for item in dir_entries(&block[range], false) {
@@ -143,6 +165,9 @@ pub(crate) fn find(tx: &Tx, dir: u64, name: &[u8]) -> Result<Option<Found>> {
 /// True when the directory holds nothing but `.` and `..`.
 pub(crate) fn is_empty(tx: &Tx, dir: u64) -> Result<bool> {
     let di = tx.dinode(dir)?;
+    if layout(tx, &di)? == Layout::Indexed {
+        return dxwrite::is_empty(tx, &di);
+    }
     for (blkno, kind, range) in areas(tx, &di)? {
         let block = tx.block(blkno, kind)?;
         for item in dir_entries(&block[range], false) {
@@ -156,7 +181,7 @@ pub(crate) fn is_empty(tx: &Tx, dir: u64) -> Result<bool> {
 }
 
 /// Puts a record for (`ino`, `name`) into the first place of `area` that fits it.
-fn insert_in_area(area: &mut [u8], at: u64, ino: u64, name: &[u8], file_type: u8) -> Result<bool> {
+pub(super) fn insert_in_area(area: &mut [u8], at: u64, ino: u64, name: &[u8], file_type: u8) -> Result<bool> {
     let need = dir_rec_len(name.len());
     let mut slot = None;
     for item in dir_entries(area, true) {
@@ -195,6 +220,10 @@ pub(crate) fn add(tx: &mut Tx, dir: u64, name: &[u8], ino: u64, file_type: u8) -
         return Err(Error::NameTooLong(name.len()));
     }
     let di = tx.dinode(dir)?;
+    let lay = layout(tx, &di)?;
+    if lay == Layout::Indexed {
+        return dxwrite::add(tx, dir, name, ino, file_type);
+    }
     for (blkno, kind, range) in areas(tx, &di)? {
         let block = tx.block_mut(blkno, kind)?;
         if insert_in_area(&mut block[range], blkno, ino, name, file_type)? {
@@ -204,14 +233,21 @@ pub(crate) fn add(tx: &mut Tx, dir: u64, name: &[u8], ino: u64, file_type: u8) -
     // Grow: an inline directory moves into a block, which may still lack room for a long
     // name (the expansion adds only the difference to the inline area); a block directory
     // gets a new, empty block, which always has room.
-    let mut new_block = match layout(tx, &di)? {
-        Layout::Inline => expand_inline(tx, dir)?,
+    let mut new_block = match lay {
+        Layout::Inline => {
+            let b = expand_inline(tx, dir)?;
+            if layout(tx, &tx.dinode(dir)?)? == Layout::Indexed {
+                return dxwrite::add(tx, dir, name, ino, file_type);
+            }
+            b
+        }
         Layout::Linear { trailer } => extend(tx, dir, trailer)?,
+        Layout::Indexed => return Err(Error::corrupt(dir, "indexed directory on the linear path")),
     };
     for _ in 0..2 {
         let di = tx.dinode(dir)?;
         let Layout::Linear { trailer } = layout(tx, &di)? else {
-            return Err(Error::corrupt(dir, "directory still inline after it grew"));
+            return Err(Error::corrupt(dir, "directory not linear after it grew"));
         };
         let bs = tx.vol.geo.block_size as usize;
         let block = tx.block_mut(new_block, block_kind(trailer))?;
@@ -226,11 +262,25 @@ pub(crate) fn add(tx: &mut Tx, dir: u64, name: &[u8], ino: u64, file_type: u8) -
 /// Removes the entry `found` (from [`find`]) from directory `dir`.
 pub(crate) fn remove(tx: &mut Tx, dir: u64, found: &Found) -> Result<()> {
     let di = tx.dinode(dir)?;
+    let bs = tx.vol.geo.block_size as usize;
     let (kind, range) = match layout(tx, &di)? {
-        Layout::Inline => (BlockKind::Inode, inline_range(&di, tx.vol.geo.block_size as usize)?),
-        Layout::Linear { trailer } => (block_kind(trailer), 0..usable(tx.vol.geo.block_size as usize, trailer)),
+        Layout::Inline => (BlockKind::Inode, inline_range(&di, bs)?),
+        Layout::Linear { trailer } => (block_kind(trailer), 0..usable(bs, trailer)),
+        Layout::Indexed => return dxwrite::remove(tx, dir, found),
     };
-    let blkno = found.blkno;
+    remove_record(tx, found.blkno, kind, range, found)?;
+    touch(tx, dir)
+}
+
+/// Frees the record of `found` in `range` of block `blkno` by merging it into the record
+/// before it, and marks it free (`__ocfs2_delete_entry`).
+pub(super) fn remove_record(
+    tx: &mut Tx,
+    blkno: u64,
+    kind: BlockKind,
+    range: std::ops::Range<usize>,
+    found: &Found,
+) -> Result<()> {
     let block = tx.block_mut(blkno, kind)?;
     let area = &mut block[range];
     let mut prev: Option<(usize, DirEntry)> = None;
@@ -252,12 +302,38 @@ pub(crate) fn remove(tx: &mut Tx, dir: u64, found: &Found) -> Result<()> {
         p.encode_at(area, poff).map_err(|e| Error::format(blkno, e))?;
     }
     de.inode = 0;
+    de.encode_at(area, found.offset).map_err(|e| Error::format(blkno, e))
+}
+
+/// Points the existing entry `found` (from [`find`]) of directory `dir` at inode `ino` of type
+/// `file_type`, in place: rename over an existing name, and `..` of a moved directory.
+pub(crate) fn replace_inode(tx: &mut Tx, dir: u64, found: &Found, ino: u64, file_type: u8) -> Result<()> {
+    let di = tx.dinode(dir)?;
+    let bs = tx.vol.geo.block_size as usize;
+    let (kind, range) = match layout(tx, &di)? {
+        Layout::Inline => (BlockKind::Inode, inline_range(&di, bs)?),
+        Layout::Linear { trailer } => (block_kind(trailer), 0..usable(bs, trailer)),
+        Layout::Indexed => (block_kind(true), 0..usable(bs, true)),
+    };
+    let blkno = found.blkno;
+    let block = tx.block_mut(blkno, kind)?;
+    let area = &mut block[range];
+    let mut de = dir_entries(area, true)
+        .filter_map(|item| item.ok())
+        .find(|(offset, _)| *offset == found.offset)
+        .map(|(_, de)| de)
+        .ok_or_else(|| Error::corrupt(blkno, "the entry to change moved"))?;
+    if de.inode != found.entry.inode || de.name != found.entry.name {
+        return Err(Error::corrupt(blkno, "the entry to change changed"));
+    }
+    de.inode = ino;
+    de.file_type = file_type;
     de.encode_at(area, found.offset).map_err(|e| Error::format(blkno, e))?;
     touch(tx, dir)
 }
 
 /// Sets the directory's mtime and ctime to now.
-fn touch(tx: &mut Tx, dir: u64) -> Result<()> {
+pub(super) fn touch(tx: &mut Tx, dir: u64) -> Result<()> {
     let (secs, nsecs) = now();
     tx.update_dinode(dir, |di, _| {
         di.i_mtime = secs;
@@ -286,8 +362,9 @@ fn format_block(block: &mut [u8], blkno: u64, dir: u64, trailer: bool) -> Result
     Ok(size)
 }
 
-/// Appends cluster `cluster` at logical cluster `cpos` of the depth-0 extent list in `id2`.
-fn append_cluster(list: &mut ExtentList, owner: u64, cpos: u32, blkno: u64, per_cluster: u64) -> Result<()> {
+/// Appends the run of `count` clusters at `blkno` at logical cluster `cpos` of the depth-0
+/// extent list of directory `owner`.
+fn append_run(list: &mut ExtentList, owner: u64, cpos: u32, blkno: u64, count: u16, per_cluster: u64) -> Result<()> {
     if list.l_tree_depth != 0 {
         return Err(Error::Unsupported(format!("growing the extent tree of directory {owner}")));
     }
@@ -295,22 +372,32 @@ fn append_cluster(list: &mut ExtentList, owner: u64, cpos: u32, blkno: u64, per_
         let len = u64::from(last.e_leaf_clusters());
         if last.e_cpos as u64 + len == u64::from(cpos)
             && last.e_blkno + len * per_cluster == blkno
-            && last.e_leaf_clusters() < u16::MAX
+            && len + u64::from(count) <= u64::from(u16::MAX)
             && last.e_flags() == 0
         {
-            last.set_leaf_clusters(last.e_leaf_clusters() + 1);
+            last.set_leaf_clusters(last.e_leaf_clusters() + count);
             return Ok(());
         }
     }
     if list.recs.len() >= usize::from(list.l_count) {
         return Err(Error::Unsupported(format!("directory {owner} needs a deeper extent tree")));
     }
-    list.recs.push(ExtentRec::leaf(cpos, 1, 0, blkno));
+    list.recs.push(ExtentRec::leaf(cpos, count, 0, blkno));
     Ok(())
 }
 
-/// Adds one block to a linear directory; returns it.
-fn extend(tx: &mut Tx, dir: u64, trailer: bool) -> Result<u64> {
+/// Clusters an indexed directory of `clusters` clusters takes when it grows: as many again, up
+/// to 1 MiB at a time, so that its extent list (19 records at 512-byte blocks, while its
+/// clusters interleave with its index's) lasts as the directory grows. Clusters past `i_size`
+/// are allowed for directories (the kernel's `ocfs2_expand_inline_dir` leaves some too;
+/// fsck.ocfs2 does not check a directory's size against its clusters).
+fn growth(clusters: u32, cluster_bits: u32) -> u32 {
+    let cap = ((1u32 << 20) >> cluster_bits).max(1);
+    clusters.clamp(1, cap)
+}
+
+/// Adds one block to a block directory; returns it.
+pub(super) fn extend(tx: &mut Tx, dir: u64, trailer: bool) -> Result<u64> {
     let geo = tx.vol.geo;
     let per = geo.blocks_per_cluster();
     let di = tx.dinode(dir)?;
@@ -323,14 +410,18 @@ fn extend(tx: &mut Tx, dir: u64, trailer: bool) -> Result<u64> {
             Mapping::Hole { .. } => return Err(Error::corrupt(dir, "directory has a hole")),
         }
     } else {
-        let (cluster, _) = local_alloc::claim_data(tx, 1)?;
+        // An index's leaf clusters come from the same allocator and interleave with an indexed
+        // directory's own: it grows in longer runs. Other directories take a cluster at a time.
+        let wanted = if di.is_indexed_dir() { growth(di.i_clusters, geo.cluster_bits) } else { 1 };
+        let (cluster, got) = local_alloc::claim_data(tx, wanted)?;
+        let count = u16::try_from(got).map_err(|_| Error::corrupt(dir, "a claim of too many clusters"))?;
         let blkno = geo.cluster_to_block(u64::from(cluster));
         let cpos = di.i_clusters;
         tx.update_dinode(dir, |d, block| {
             let mut list = ExtentList::decode(&block[DINODE_ID2_OFFSET..]).map_err(|e| Error::format(dir, e))?;
-            append_cluster(&mut list, dir, cpos, blkno, per)?;
+            append_run(&mut list, dir, cpos, blkno, count, per)?;
             list.encode(&mut block[DINODE_ID2_OFFSET..]).map_err(|e| Error::format(dir, e))?;
-            d.i_clusters += 1;
+            d.i_clusters += got;
             Ok(())
         })?;
         blkno
@@ -344,17 +435,22 @@ fn extend(tx: &mut Tx, dir: u64, trailer: bool) -> Result<u64> {
     Ok(new_blkno)
 }
 
+/// Sets the trailer's `db_free_rec_len` of a freshly filled block to its largest hole, as
+/// the kernel does when it fills a directory's first block.
+fn note_free_space(block: &mut [u8], blkno: u64) -> Result<()> {
+    let hole = dxwrite::max_hole(&block[..trailer_offset(block.len())], blkno)?;
+    let mut t = DirBlockTrailer::decode(block).map_err(|e| Error::format(blkno, e))?;
+    t.db_free_rec_len = hole;
+    t.encode(block).map_err(|e| Error::format(blkno, e))
+}
+
 /// Moves a full inline directory into its first block (`ocfs2_expand_inline_dir`); returns the
-/// block.
+/// block. On volumes with indexed directories the directory gets its index here.
 fn expand_inline(tx: &mut Tx, dir: u64) -> Result<u64> {
-    if tx.vol.sb.s_feature_incompat & FEATURE_INCOMPAT_INDEXED_DIRS != 0 {
-        return Err(Error::Unsupported(format!(
-            "directory {dir} outgrows its inode on a volume with indexed directories"
-        )));
-    }
     let geo = tx.vol.geo;
     let bs = geo.block_size as usize;
-    let trailer = dir_has_trailer(tx.vol.sb.s_feature_incompat, false, false);
+    let incompat = tx.vol.sb.s_feature_incompat;
+    let trailer = supports_dir_trailer(incompat);
     let di = tx.dinode(dir)?;
     let range = inline_range(&di, bs)?;
     let inode_block = tx.block(dir, BlockKind::Inode)?;
@@ -373,6 +469,9 @@ fn expand_inline(tx: &mut Tx, dir: u64) -> Result<u64> {
     let (off, mut de) = last.ok_or_else(|| Error::corrupt(dir, "inline directory without records"))?;
     de.rec_len += (size - old.len()) as u16;
     de.encode_at(&mut block[..size], off).map_err(|e| Error::format(blkno, e))?;
+    if trailer {
+        note_free_space(block, blkno)?;
+    }
     tx.update_dinode(dir, |d, block| {
         d.i_dyn_features &= !INLINE_DATA_FL;
         d.i_size = u64::from(geo.block_size);
@@ -382,12 +481,16 @@ fn expand_inline(tx: &mut Tx, dir: u64) -> Result<u64> {
         list.recs.push(ExtentRec::leaf(0, 1, 0, blkno));
         list.encode(&mut block[DINODE_ID2_OFFSET..]).map_err(|e| Error::format(dir, e))
     })?;
+    if incompat & FEATURE_INCOMPAT_INDEXED_DIRS != 0 {
+        dxwrite::attach_index(tx, dir, blkno)?;
+    }
     Ok(blkno)
 }
 
 /// Lays out the contents of new directory `ino` (whose inode head the caller fills) with `.`
-/// and `..`: inline when the volume has inline data, else in one new block. Returns the
-/// directory's (size, clusters, dynamic features).
+/// and `..`: inline when the volume has inline data, else in one new block, indexed when the
+/// volume has indexed directories (`ocfs2_fill_new_dir`). Returns the directory's (size,
+/// clusters, dynamic features).
 pub(crate) fn init_dir(tx: &mut Tx, ino: u64, parent: u64) -> Result<(u64, u32, u16)> {
     let geo = tx.vol.geo;
     let bs = geo.block_size as usize;
@@ -408,19 +511,23 @@ pub(crate) fn init_dir(tx: &mut Tx, ino: u64, parent: u64) -> Result<(u64, u32, 
         fill(&mut block[INLINE_DATA_OFFSET..end], ino)?;
         return Ok((u64::from(count), 0, INLINE_DATA_FL));
     }
-    if incompat & FEATURE_INCOMPAT_INDEXED_DIRS != 0 {
-        return Err(Error::Unsupported("new indexed directories".into()));
-    }
-    let trailer = dir_has_trailer(incompat, false, false);
+    let trailer = supports_dir_trailer(incompat);
     let (cluster, _) = local_alloc::claim_data(tx, 1)?;
     let blkno = geo.cluster_to_block(u64::from(cluster));
     let block = tx.new_block(blkno, block_kind(trailer))?;
     let size = format_block(block, blkno, ino, trailer)?;
     fill(&mut block[..size], blkno)?;
+    if trailer {
+        note_free_space(block, blkno)?;
+    }
     let inode = tx.block_mut(ino, BlockKind::Inode)?;
     let mut list = ExtentList::new(extent_recs_per_inode(bs));
     list.recs.push(ExtentRec::leaf(0, 1, 0, blkno));
     list.encode(&mut inode[DINODE_ID2_OFFSET..]).map_err(|e| Error::format(ino, e))?;
+    if incompat & FEATURE_INCOMPAT_INDEXED_DIRS != 0 {
+        dxwrite::attach_index(tx, ino, blkno)?;
+        return Ok((u64::from(geo.block_size), 1, INDEXED_DIR_FL));
+    }
     Ok((u64::from(geo.block_size), 1, 0))
 }
 

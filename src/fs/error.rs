@@ -37,8 +37,12 @@ pub enum Error {
     Exists(String),
     /// The directory is not empty.
     NotEmpty(String),
+    /// An offset or size beyond the largest file the volume can hold.
+    FileTooLarge(String),
     /// A directory has as many links as the format allows.
     TooManyLinks(String),
+    /// The operation is not permitted on this kind of file (a hard link to a directory).
+    NotPermitted(String),
     /// Something else holds what the operation needs (a slot, a volume in use by others).
     Busy(String),
     /// The journal failed (other than by a device error, which is [`Error::Io`]).
@@ -62,6 +66,7 @@ impl Error {
             Error::NotFound(_) => libc::ENOENT,
             Error::NotDir(_) => libc::ENOTDIR,
             Error::IsDir(_) => libc::EISDIR,
+            Error::FileTooLarge(_) => libc::EFBIG,
             Error::InvalidArgument(_) => libc::EINVAL,
             Error::NameTooLong(_) => libc::ENAMETOOLONG,
             Error::Loop(_) => libc::ELOOP,
@@ -71,6 +76,7 @@ impl Error {
             Error::NotEmpty(_) => libc::ENOTEMPTY,
             Error::Busy(_) => libc::EBUSY,
             Error::TooManyLinks(_) => libc::EMLINK,
+            Error::NotPermitted(_) => libc::EPERM,
             Error::Journal(e) => e.errno(),
             Error::Stopped(_) => libc::EIO,
         }
@@ -118,8 +124,10 @@ impl fmt::Display for Error {
             Error::NoSpace(what) => write!(f, "no space left on the volume: {what}"),
             Error::Exists(name) => write!(f, "{name}: exists already"),
             Error::NotEmpty(name) => write!(f, "{name}: directory not empty"),
+            Error::FileTooLarge(what) => write!(f, "{what}: file too large"),
             Error::Busy(what) => write!(f, "busy: {what}"),
             Error::TooManyLinks(what) => write!(f, "{what}: too many links"),
+            Error::NotPermitted(what) => write!(f, "{what}: operation not permitted"),
             Error::Journal(e) => write!(f, "{e}"),
             Error::Stopped(why) => write!(f, "the volume stopped writing after an earlier failure: {why}"),
         }

@@ -70,8 +70,8 @@ impl BlockKind {
     }
 }
 
-/// Most metadata blocks kept in memory before the cache starts over.
-const CACHE_BLOCKS: usize = 8192;
+/// The fewest metadata blocks the cache holds, whatever its byte budget.
+const MIN_CACHE_BLOCKS: usize = 1024;
 
 /// Reads and checks metadata blocks for one volume.
 pub(crate) struct MetaReader {
@@ -82,6 +82,7 @@ pub(crate) struct MetaReader {
     metaecc: bool,
     device_blocks: u64,
     cache: Mutex<HashMap<u64, Arc<[u8]>>>,
+    cache_blocks: usize,
     /// Committed to the journal, not yet home; consulted before the cache and never evicted.
     pending: Mutex<HashMap<u64, Arc<[u8]>>>,
 }
@@ -96,8 +97,15 @@ impl MetaReader {
             metaecc,
             device_blocks,
             cache: Mutex::new(HashMap::new()),
+            cache_blocks: (64usize << 20) / geo.block_size as usize,
             pending: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Sets how much memory cached blocks may take.
+    pub fn set_cache_bytes(&mut self, bytes: u64) {
+        let blocks = (bytes / u64::from(self.geo.block_size)).min(usize::MAX as u64) as usize;
+        self.cache_blocks = blocks.max(MIN_CACHE_BLOCKS);
     }
 
     pub fn device(&self) -> &dyn BlockDevice {
@@ -146,8 +154,12 @@ impl MetaReader {
 
     fn put_cache(&self, blkno: u64, block: Arc<[u8]>) {
         let mut cache = self.cache.lock();
-        if cache.len() >= CACHE_BLOCKS {
-            cache.clear();
+        if cache.len() >= self.cache_blocks {
+            // Evict a quarter, in the map's (randomly seeded) order: hot blocks mostly stay.
+            let victims: Vec<u64> = cache.keys().take(self.cache_blocks / 4 + 1).copied().collect();
+            for b in victims {
+                cache.remove(&b);
+            }
         }
         cache.insert(blkno, block);
     }

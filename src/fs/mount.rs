@@ -276,6 +276,7 @@ pub(crate) fn mount(vol: &VolumeInner, options: &OpenOptions) -> Result<(WriteSt
         next_generation: first_generation(),
         stopped: None,
         closed: false,
+        running: Default::default(),
     };
     Ok((ws, recovery))
 }
@@ -297,6 +298,7 @@ pub(crate) fn recover(vol: &VolumeInner, recovery: &Recovery) -> Result<()> {
         tx.commit()?;
         truncate_log::flush(vol, slot)?;
     }
+    super::orphan::recover_orphans(vol, &[&[own][..], &recovery.other_slots].concat())?;
     Ok(())
 }
 
@@ -320,6 +322,7 @@ pub(crate) fn shutdown(vol: &VolumeInner) -> Result<()> {
 
     let mut ws = w.lock();
     ws.check_usable()?;
+    super::tx::commit_running(vol, &mut ws)?;
     if let Err(e) = ws.journal.checkpoint() {
         ws.stop(format!("journal checkpoint at close failed: {e}"));
         return Err(e.into());

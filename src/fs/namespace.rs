@@ -1,48 +1,30 @@
-//! Making and removing names: create, mkdir, unlink and rmdir, each one transaction.
+//! Making and removing names: create, mkdir, unlink and rmdir, each one transaction, and the
+//! pieces the other name operations (symlink, mknod, link, rename) share.
 //!
 //! A new inode comes from the slot's inode suballocator and is filled as the kernel's
 //! `ocfs2_mknod_locked` fills it; new directories start inline where the volume has inline
-//! data. Removing the last link frees the inode at once (nothing holds files open yet, so no
-//! orphan is needed): its clusters go to the truncate log, its extent blocks back to their
-//! suballocator, its directory blocks are revoked from the journal, and its inode bit is
-//! freed with the inode marked invalid. Link counts of parents follow subdirectories.
+//! data. Removing the last link frees the inode at once unless it is held open (then it
+//! becomes an orphan, see [`super::orphan`]): its clusters go to the truncate log, its extent
+//! blocks back to their suballocator, its directory blocks are revoked from the journal, and
+//! its inode bit is freed with the inode marked invalid. Link counts of parents follow
+//! subdirectories.
 
 use super::alloc::{suballoc, truncate_log, SubAlloc, SubBlock};
 use super::dir::check_name;
 use super::dirwrite;
 use super::error::{Error, Result};
 use super::extent_map::MAX_TREE_DEPTH;
-use super::lock::{LockLevel, LockName};
+use super::lock::{Grant, LockLevel, LockName};
 use super::meta::BlockKind;
-use super::tx::Tx;
+use super::orphan;
+use super::tx::{run, Tx};
 use super::volume::{Volume, VolumeInner};
 use crate::format::dinode::{Dinode, DINODE_ID2_OFFSET};
 use crate::format::extent::{extent_recs_per_inode, ExtentBlock, ExtentList, ExtentRec};
 use crate::format::*;
 
-/// Runs `op` in a transaction and commits it; when space runs out and the truncate log holds
-/// clusters, empties the log and tries once more (`ocfs2_try_to_free_truncate_log`).
-fn run<T>(vol: &VolumeInner, mut op: impl FnMut(&mut Tx) -> Result<T>) -> Result<T> {
-    let attempt = |op: &mut dyn FnMut(&mut Tx) -> Result<T>| -> Result<T> {
-        let mut tx = vol.begin()?;
-        let v = op(&mut tx)?;
-        tx.commit()?;
-        Ok(v)
-    };
-    match attempt(&mut op) {
-        Err(Error::NoSpace(why)) => {
-            let slot = vol.write.as_ref().map(|w| w.lock().slot).ok_or(Error::ReadOnly)?;
-            if truncate_log::flush(vol, slot)? == 0 {
-                return Err(Error::NoSpace(why));
-            }
-            attempt(&mut op)
-        }
-        other => other,
-    }
-}
-
 /// The largest link count a directory may reach on this volume.
-fn link_max(vol: &VolumeInner) -> u32 {
+pub(super) fn link_max(vol: &VolumeInner) -> u32 {
     if vol.sb.s_feature_incompat & FEATURE_INCOMPAT_INDEXED_DIRS != 0 {
         crate::format::dinode::DX_LINK_MAX
     } else {
@@ -96,9 +78,20 @@ fn inode_extents(tx: &Tx, ino: u64, di: &Dinode) -> Result<(Vec<ExtentRec>, Vec<
     Ok((leaves, blocks))
 }
 
-/// Truncate log records freeing `ino` takes (checked before its transaction begins).
-fn records_to_free(vol: &VolumeInner, dir: u64, name: &[u8]) -> Result<u16> {
+/// Truncate log records freeing inode `ino` takes, read through `tx`.
+pub(super) fn records_of(tx: &Tx, ino: u64) -> Result<u16> {
+    let di = tx.dinode(ino)?;
+    let (leaves, _) = inode_extents(tx, ino, &di)?;
+    Ok(u16::try_from(leaves.len()).unwrap_or(u16::MAX))
+}
+
+/// Truncate log records that removing `name` from `dir` may take (checked before its
+/// transaction begins, since room is made by transactions of its own).
+pub(super) fn records_to_free(vol: &VolumeInner, dir: u64, name: &[u8]) -> Result<u16> {
     let tx = vol.begin()?;
+    if !tx.dinode(dir)?.is_dir() {
+        return Ok(0);
+    }
     let Some(found) = dirwrite::find(&tx, dir, name)? else {
         return Ok(0);
     };
@@ -106,12 +99,96 @@ fn records_to_free(vol: &VolumeInner, dir: u64, name: &[u8]) -> Result<u16> {
     if di.links_count() > 1 && !di.is_dir() {
         return Ok(0);
     }
-    let (leaves, _) = inode_extents(&tx, found.entry.inode, &di)?;
-    Ok(u16::try_from(leaves.len()).unwrap_or(u16::MAX))
+    records_of(&tx, found.entry.inode)
+}
+
+/// Takes one name away from inode `ino` (a directory loses both of its own links): the last
+/// one frees it, or makes it an orphan while it is held open. The caller removed the entry
+/// and fixes the parent's link count.
+///
+/// A removed directory is freed even while held: it is empty, and fsck.ocfs2 -n cannot count
+/// the links of a directory in an orphan directory (it takes every orphan for one link, a
+/// directory's own `.` makes two), so a kernel that orphans directories leaves volumes that
+/// fsck reports until their orphans are replayed.
+pub(super) fn drop_name(tx: &mut Tx, ino: u64) -> Result<()> {
+    let di = tx.dinode(ino)?;
+    let links = if di.is_dir() { 0 } else { di.links_count().saturating_sub(1) };
+    if links == 0 {
+        if tx.vol.holds.count(ino) > 0 && !di.is_dir() {
+            return orphan::orphan_add(tx, ino);
+        }
+        return delete_inode(tx, ino);
+    }
+    let (secs, nsecs) = dirwrite::now();
+    tx.update_dinode(ino, |d, _| {
+        d.set_links_count(links);
+        d.i_ctime = secs;
+        d.i_ctime_nsec = nsecs;
+        Ok(())
+    })
+}
+
+/// The inode `name` names in directory `dir`, read in a transaction of its own: inode locks
+/// are taken before the transaction that changes what they guard, so a caller holding the
+/// directory's lock looks the child up, locks it, and checks it again inside that transaction.
+pub(super) fn peek(vol: &VolumeInner, dir: u64, name: &[u8]) -> Result<Option<u64>> {
+    let tx = vol.begin()?;
+    if !live_dinode(&tx, dir)?.is_dir() {
+        return Ok(None);
+    }
+    Ok(dirwrite::find(&tx, dir, name)?.map(|f| f.entry.inode))
+}
+
+/// The inode `ino` that an operation names by number; one freed meanwhile (its block still
+/// an inode of this volume, but no longer valid) is ENOENT, not damage.
+pub(super) fn live_dinode(tx: &Tx, ino: u64) -> Result<Dinode> {
+    let block = tx.block(ino, BlockKind::Inode)?;
+    if let Ok(di) = Dinode::decode(&block) {
+        if di.i_blkno == ino && di.i_fs_generation == tx.vol.meta.fs_generation && !di.is_valid() {
+            return Err(Error::NotFound(format!("inode {ino} was freed")));
+        }
+    }
+    tx.dinode(ino)
+}
+
+/// Locks the inodes `inos` exclusively in the order given, each once, but those in `held`
+/// (which the caller holds already).
+pub(super) fn lock_all<'v>(vol: &'v VolumeInner, inos: &[u64], held: &[u64]) -> Result<Vec<Grant<'v>>> {
+    let mut grants: Vec<Grant<'v>> = Vec::with_capacity(inos.len());
+    let mut taken: Vec<u64> = held.to_vec();
+    for &blkno in inos {
+        if !taken.contains(&blkno) {
+            grants.push(vol.locks.lock(LockName::Meta { blkno }, LockLevel::Exclusive)?);
+            taken.push(blkno);
+        }
+    }
+    Ok(grants)
+}
+
+/// Adds `delta` to the link count of directory `dir`.
+pub(super) fn add_dir_links(tx: &mut Tx, dir: u64, delta: i32) -> Result<()> {
+    tx.update_dinode(dir, |d, _| {
+        let links = d.links_count().checked_add_signed(delta).unwrap_or(0);
+        d.set_links_count(links);
+        Ok(())
+    })
+}
+
+/// What a new inode holds besides its head.
+#[derive(Clone, Copy)]
+pub(super) enum Body<'a> {
+    /// An empty extent list: regular files, fifos and sockets.
+    Empty,
+    /// `.` and `..`.
+    Dir,
+    /// A device number in `id1.dev1.i_rdev`, already in the kernel's encoding.
+    Device(u64),
+    /// The target of a symbolic link.
+    Symlink(&'a [u8]),
 }
 
 /// Frees inode `ino`, whose last link is gone, with everything it owns.
-fn delete_inode(tx: &mut Tx, ino: u64) -> Result<()> {
+pub(super) fn delete_inode(tx: &mut Tx, ino: u64) -> Result<()> {
     let di = tx.dinode(ino)?;
     if di.is_system() || di.i_suballoc_slot == INVALID_SLOT {
         return Err(Error::InvalidArgument(format!("inode {ino} is a system file")));
@@ -123,6 +200,7 @@ fn delete_inode(tx: &mut Tx, ino: u64) -> Result<()> {
         return Err(Error::Unsupported(format!("freeing the extended attribute block of inode {ino}")));
     }
     let (leaves, blocks) = inode_extents(tx, ino, &di)?;
+    super::dxwrite::free_index(tx, ino)?;
     let geo = tx.vol.geo;
     let per = geo.blocks_per_cluster();
     let dir_blocks = if di.is_dir() { di.i_size.div_ceil(u64::from(geo.block_size)) } else { 0 };
@@ -160,7 +238,7 @@ fn delete_inode(tx: &mut Tx, ino: u64) -> Result<()> {
 }
 
 /// Fills the head of new inode `b` with `mode`; the caller lays out id2.
-fn new_inode_head(tx: &mut Tx, b: &SubBlock, mode: u16, nlink: u32) -> Result<Dinode> {
+pub(super) fn new_inode_head(tx: &mut Tx, b: &SubBlock, mode: u16, nlink: u32) -> Result<Dinode> {
     let (secs, nsecs) = dirwrite::now();
     let generation = tx.ws.next_generation;
     tx.ws.next_generation = generation.wrapping_add(1);
@@ -185,16 +263,17 @@ impl Volume {
     /// Creates an empty regular file `name` in directory `dir` with permissions `perm`;
     /// returns its inode number.
     pub fn create(&self, dir: u64, name: &[u8], perm: u16) -> Result<u64> {
-        self.make_node(dir, name, S_IFREG | (perm & 0o7777))
+        self.make_node(dir, name, S_IFREG | (perm & 0o7777), Body::Empty)
     }
 
     /// Creates directory `name` in directory `dir` with permissions `perm`; returns its inode
     /// number.
     pub fn mkdir(&self, dir: u64, name: &[u8], perm: u16) -> Result<u64> {
-        self.make_node(dir, name, S_IFDIR | (perm & 0o7777))
+        self.make_node(dir, name, S_IFDIR | (perm & 0o7777), Body::Dir)
     }
 
-    fn make_node(&self, dir: u64, name: &[u8], mode: u16) -> Result<u64> {
+    /// Creates inode `name` in `dir` with `mode` and `body` in one transaction.
+    pub(super) fn make_node(&self, dir: u64, name: &[u8], mode: u16, body: Body) -> Result<u64> {
         check_name(name)?;
         if name == b"." || name == b".." {
             return Err(Error::Exists(String::from_utf8_lossy(name).into_owned()));
@@ -203,9 +282,12 @@ impl Volume {
         let _grant = inner.locks.lock(LockName::Meta { blkno: dir }, LockLevel::Exclusive)?;
         let is_dir = mode & S_IFMT == S_IFDIR;
         run(inner, |tx| {
-            let parent = tx.dinode(dir)?;
+            let parent = live_dinode(tx, dir)?;
             if !parent.is_dir() {
                 return Err(Error::NotDir(format!("inode {dir}")));
+            }
+            if parent.links_count() == 0 {
+                return Err(Error::NotFound(format!("directory {dir} was removed")));
             }
             if dirwrite::find(tx, dir, name)?.is_some() {
                 return Err(Error::Exists(String::from_utf8_lossy(name).into_owned()));
@@ -228,12 +310,20 @@ impl Volume {
                     d.set_links_count(d.links_count() + 1);
                     Ok(())
                 })?;
+            } else if let Body::Symlink(target) = body {
+                super::symlink::fill(tx, ino, target)?;
             } else {
                 let bs = tx.vol.geo.block_size as usize;
                 let block = tx.block_mut(ino, BlockKind::Inode)?;
                 ExtentList::new(extent_recs_per_inode(bs))
                     .encode(&mut block[DINODE_ID2_OFFSET..])
                     .map_err(|e| Error::format(ino, e))?;
+                if let Body::Device(rdev) = body {
+                    tx.update_dinode(ino, |d, _| {
+                        d.set_rdev(rdev);
+                        Ok(())
+                    })?;
+                }
             }
             dirwrite::add(tx, dir, name, ino, file_type_of_mode(mode))?;
             Ok(ino)
@@ -265,6 +355,8 @@ impl Volume {
     fn remove_name(&self, dir: u64, name: &[u8], want_dir: bool) -> Result<()> {
         let inner = &*self.inner;
         let _grant = inner.locks.lock(LockName::Meta { blkno: dir }, LockLevel::Exclusive)?;
+        let peeked = peek(inner, dir, name)?;
+        let _child = lock_all(inner, peeked.as_slice(), &[dir])?;
         truncate_log::make_room(inner, records_to_free(inner, dir, name)?)?;
         let shown = || String::from_utf8_lossy(name).into_owned();
         run(inner, |tx| {
@@ -273,7 +365,9 @@ impl Volume {
             }
             let found = dirwrite::find(tx, dir, name)?.ok_or_else(|| Error::NotFound(shown()))?;
             let ino = found.entry.inode;
-            let _child = tx.vol.locks.lock(LockName::Meta { blkno: ino }, LockLevel::Exclusive)?;
+            if Some(ino) != peeked {
+                return Err(Error::Busy(format!("{:?} changed while it was being removed", shown())));
+            }
             let child = tx.dinode(ino)?;
             match (want_dir, child.is_dir()) {
                 (false, true) => return Err(Error::IsDir(shown())),
@@ -282,24 +376,10 @@ impl Volume {
                 _ => {}
             }
             dirwrite::remove(tx, dir, &found)?;
-            let (secs, nsecs) = dirwrite::now();
             if child.is_dir() {
-                tx.update_dinode(dir, |d, _| {
-                    d.set_links_count(d.links_count().saturating_sub(1));
-                    Ok(())
-                })?;
-                return delete_inode(tx, ino);
+                add_dir_links(tx, dir, -1)?;
             }
-            let links = child.links_count().saturating_sub(1);
-            if links == 0 {
-                return delete_inode(tx, ino);
-            }
-            tx.update_dinode(ino, |d, _| {
-                d.set_links_count(links);
-                d.i_ctime = secs;
-                d.i_ctime_nsec = nsecs;
-                Ok(())
-            })
+            drop_name(tx, ino)
         })
     }
 }

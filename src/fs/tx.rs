@@ -3,19 +3,23 @@
 //! An operation begins a [`Tx`], which holds the volume's write lock for its whole life. It
 //! reads metadata through the transaction (its own changes first, then blocks committed to the
 //! journal but not yet home, then the cache and the device), changes copies of the blocks, and
-//! commits. Commit seals every changed block with metaecc (when the volume has it), flushes the
-//! file data the operation wrote (ordered mode: data is durable before the metadata that points
-//! at it), logs all blocks in one journal transaction, and only then shows the new contents to
-//! readers. Dropping a transaction without committing discards its metadata changes.
+//! commits. Commit seals every changed block with metaecc (when the volume has it) and adds the
+//! blocks to the volume's *running* journal transaction, which readers see at once. The running
+//! transaction goes to the journal as one JBD2 transaction (group commit, as jbd2 does): when it
+//! grows past a quarter of the journal, when it is five seconds old, when a caller syncs, and at
+//! close. An operation is therefore atomic when it returns and durable after the next sync.
+//! File data an operation wrote reached the device before any journal block that maps it, and
+//! the journal flushes before its commit block, so data is durable before the metadata that
+//! points at it (ordered mode). Dropping a transaction without committing discards its changes.
 //!
 //! Invariants:
 //! - Nothing but the journal writes a block a transaction changed; home blocks are written by
 //!   the journal's checkpoint.
 //! - A failed journal write stops the volume: every later transaction is refused
 //!   ([`Error::Stopped`]) until the volume is opened again.
-//! - Clusters freed in a transaction are not handed out again by the same transaction, so that
-//!   data written into them before the commit cannot land in blocks that the last committed
-//!   metadata still points at.
+//! - Clusters freed in a transaction are not handed out again until the running transaction
+//!   holding the free is in the journal, so that data written into them cannot land in blocks
+//!   that the last metadata on disk still points at.
 
 use super::alloc::AllocState;
 use super::error::{Error, Result};
@@ -23,11 +27,37 @@ use super::meta::BlockKind;
 use super::volume::VolumeInner;
 use crate::device::BlockDevice;
 use crate::format::dinode::Dinode;
-use crate::journal::{Journal, JournalError};
+use crate::journal::Journal;
 use parking_lot::MutexGuard;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long committed operations may wait in the running transaction (jbd2's commit interval).
+pub(crate) const COMMIT_INTERVAL: Duration = Duration::from_secs(5);
+/// The running transaction is written once it holds this share of the journal's blocks.
+const RUNNING_SHARE_OF_JOURNAL: u32 = 4;
+/// ... and at most this many blocks, whatever the journal's size.
+const MAX_RUNNING_BLOCKS: usize = 8192;
+
+/// Operations committed in memory and not yet written to the journal.
+#[derive(Debug, Default)]
+pub(crate) struct Running {
+    /// Sealed block contents by block number.
+    blocks: BTreeMap<u64, Vec<u8>>,
+    revoked: BTreeSet<u64>,
+    /// Cluster runs freed by these operations: not allocatable until they are in the journal.
+    freed_clusters: Vec<(u32, u32)>,
+    /// When the oldest operation in it committed.
+    since: Option<Instant>,
+}
+
+impl Running {
+    pub fn is_empty(&self) -> bool {
+        self.blocks.is_empty() && self.revoked.is_empty()
+    }
+}
 
 /// What a writable volume keeps between transactions, behind its write lock.
 pub(crate) struct WriteState {
@@ -43,6 +73,7 @@ pub(crate) struct WriteState {
     pub stopped: Option<String>,
     /// Set once the volume was closed cleanly.
     pub closed: bool,
+    pub running: Running,
 }
 
 impl WriteState {
@@ -94,8 +125,9 @@ impl VolumeInner {
     /// Starts a transaction; fails on a read-only, closed or stopped volume.
     pub(crate) fn begin(&self) -> Result<Tx<'_>> {
         let w = self.write.as_ref().ok_or(Error::ReadOnly)?;
-        let ws = w.lock();
+        let mut ws = w.lock();
         ws.check_usable()?;
+        commit_if_due(self, &mut ws)?;
         Ok(Tx {
             vol: self,
             ws,
@@ -186,18 +218,31 @@ impl<'v> Tx<'v> {
     /// Writes file data at device block `blkno` now; commit flushes it before the metadata
     /// that points at it.
     pub fn write_data(&mut self, blkno: u64, data: &[u8]) -> Result<()> {
-        let blocks = (data.len() as u64).div_ceil(u64::from(self.vol.geo.block_size));
-        self.vol.meta.check_range(blkno, blocks)?;
+        self.write_data_at(self.vol.geo.block_offset(blkno), data, true)
+    }
+
+    /// Writes file data at device byte `pos` now. `ordered` data (in clusters this transaction
+    /// maps or marks written) is flushed before the transaction commits; an overwrite of data
+    /// already in place needs no such ordering.
+    pub fn write_data_at(&mut self, pos: u64, data: &[u8], ordered: bool) -> Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let bs = u64::from(self.vol.geo.block_size);
+        let first = pos / bs;
+        let blocks = (pos + data.len() as u64).div_ceil(bs) - first;
+        self.vol.meta.check_range(first, blocks)?;
         // A block the journal still holds would be overwritten again by the next checkpoint;
         // freeing journaled metadata must revoke it, and the revoke must commit first.
-        if let Some(b) = (blkno..blkno + blocks).find(|&b| self.ws.journal.pending(b).is_some()) {
+        let journaled = |b: u64| self.ws.journal.pending(b).is_some() || self.ws.running.blocks.contains_key(&b);
+        if let Some(b) = (first..first + blocks).find(|&b| journaled(b)) {
             return Err(Error::corrupt(b, "file data written over a block the journal still holds"));
         }
-        self.data_written = true;
-        self.vol.meta.device().write_at(self.vol.geo.block_offset(blkno), data)?;
+        self.data_written |= ordered;
+        self.vol.meta.device().write_at(pos, data)?;
         // A cached metadata copy of these blocks (from their life before they were freed) is
         // stale now.
-        for b in blkno..blkno + blocks {
+        for b in first..first + blocks {
             self.vol.meta.forget(b);
         }
         Ok(())
@@ -210,14 +255,16 @@ impl<'v> Tx<'v> {
         }
     }
 
-    /// True if `cluster` was freed by this transaction.
+    /// True if `cluster` was freed by this transaction or by one not yet in the journal.
     pub fn cluster_freed_here(&self, cluster: u32) -> bool {
-        self.freed_clusters.iter().any(|&(s, n)| cluster >= s && cluster - s < n)
+        let within = |&(s, n): &(u32, u32)| cluster >= s && cluster - s < n;
+        self.freed_clusters.iter().any(within) || self.ws.running.freed_clusters.iter().any(within)
     }
 
-    /// True if the transaction freed any clusters (searches then check each candidate).
+    /// True if any clusters wait for a commit before they can be handed out again (searches
+    /// then check each candidate).
     pub fn has_freed_clusters(&self) -> bool {
-        !self.freed_clusters.is_empty()
+        !self.freed_clusters.is_empty() || !self.ws.running.freed_clusters.is_empty()
     }
 
     /// Metadata blocks changed so far.
@@ -226,55 +273,145 @@ impl<'v> Tx<'v> {
         self.blocks.len()
     }
 
-    /// Makes the transaction durable and visible. See the module documentation.
+    /// Makes the transaction visible and part of the running journal transaction. See the
+    /// module documentation.
     pub fn commit(mut self) -> Result<()> {
         self.ws.check_usable()?;
         let vol = self.vol;
-        if self.data_written {
-            if let Err(e) = vol.meta.device().flush() {
-                return Err(Error::Io(e));
-            }
-        }
         if self.blocks.is_empty() && self.revoked.is_empty() {
             return Ok(());
         }
         let blocks = std::mem::take(&mut self.blocks);
         let revoked = std::mem::take(&mut self.revoked);
-        let mut jtx = self.ws.journal.begin();
-        let mut sealed = Vec::with_capacity(blocks.len());
+        let freed = std::mem::take(&mut self.freed_clusters);
+        let running = &mut self.ws.running;
+        running.since.get_or_insert_with(Instant::now);
         for (blkno, mut b) in blocks {
             if vol.metaecc {
                 b.kind.seal(&mut b.data);
             }
-            jtx.log(blkno, &b.data)?;
-            sealed.push((blkno, b.data));
-        }
-        for &blkno in &revoked {
-            jtx.revoke(blkno);
-        }
-        let info = match self.ws.journal.commit(jtx) {
-            Ok(info) => info,
-            Err(e) => {
-                if matches!(e, JournalError::Device(_) | JournalError::Aborted(_))
-                    || self.ws.journal.failure().is_some()
-                {
-                    self.ws.stop(format!("journal commit failed: {e}"));
-                }
-                return Err(e.into());
-            }
-        };
-        for (blkno, data) in sealed {
-            vol.meta.install_committed(blkno, data.into());
+            // Logged again after a revoke in the same journal transaction: jbd2 would skip
+            // every copy of it at replay, so the revoke goes (older copies are replayed first).
+            running.revoked.remove(&blkno);
+            vol.meta.install_committed(blkno, b.data.as_slice().into());
+            running.blocks.insert(blkno, b.data);
         }
         for blkno in revoked {
+            running.blocks.remove(&blkno);
+            running.revoked.insert(blkno);
             vol.meta.forget(blkno);
         }
-        if info.is_some_and(|i| i.checkpointed_first) {
-            let journal = &self.ws.journal;
-            vol.meta.retain_pending(|b| journal.pending(b).is_some());
-        }
+        running.freed_clusters.extend(freed);
         vol.write_seq.fetch_add(1, Ordering::AcqRel);
+        let limit =
+            ((self.ws.journal.position().capacity() / RUNNING_SHARE_OF_JOURNAL) as usize).min(MAX_RUNNING_BLOCKS);
+        let running = &self.ws.running;
+        if running.blocks.len() + running.revoked.len() / 64 >= limit {
+            commit_running(vol, &mut self.ws)?;
+        }
         Ok(())
+    }
+}
+
+/// Writes the running transaction to the journal as one JBD2 transaction. A failure stops the
+/// volume.
+pub(crate) fn commit_running(vol: &VolumeInner, ws: &mut WriteState) -> Result<()> {
+    ws.check_usable()?;
+    if ws.running.is_empty() {
+        ws.running = Running::default();
+        return Ok(());
+    }
+    let running = std::mem::take(&mut ws.running);
+    let mut jtx = ws.journal.begin();
+    for (&blkno, data) in &running.blocks {
+        jtx.log(blkno, data)?;
+    }
+    for &blkno in &running.revoked {
+        jtx.revoke(blkno);
+    }
+    let info = match ws.journal.commit(jtx) {
+        Ok(info) => info,
+        Err(e) => {
+            ws.stop(format!("journal commit failed: {e}"));
+            return Err(e.into());
+        }
+    };
+    if info.is_some_and(|i| i.checkpointed_first) {
+        let journal = &ws.journal;
+        vol.meta.retain_pending(|b| journal.pending(b).is_some());
+    }
+    Ok(())
+}
+
+/// Writes the running transaction to the journal if its oldest operation waited long enough.
+pub(crate) fn commit_if_due(vol: &VolumeInner, ws: &mut WriteState) -> Result<()> {
+    if ws.running.since.is_some_and(|t| t.elapsed() >= COMMIT_INTERVAL) {
+        commit_running(vol, ws)?;
+    }
+    Ok(())
+}
+
+/// Starts the thread that writes the running transaction of a writable volume to the journal
+/// once it is [`COMMIT_INTERVAL`] old, as jbd2's commit thread does. It ends soon after the
+/// volume is closed or dropped.
+pub(crate) fn start_committer(vol: &Arc<VolumeInner>) {
+    let weak = Arc::downgrade(vol);
+    let spawned = std::thread::Builder::new().name("ocfs2-commit".into()).spawn(move || loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let Some(vol) = weak.upgrade() else {
+            return;
+        };
+        let Some(w) = vol.write.as_ref() else {
+            return;
+        };
+        let mut ws = w.lock();
+        if ws.closed || ws.stopped.is_some() {
+            return;
+        }
+        if let Err(e) = commit_if_due(&vol, &mut ws) {
+            log::error!("periodic journal commit failed: {e}");
+            return;
+        }
+    });
+    if let Err(e) = spawned {
+        log::warn!("no commit thread ({e}): committed operations reach the journal at sync, close or when the next operation begins");
+    }
+}
+
+/// Makes everything this node committed durable: the running transaction goes to the journal,
+/// and file data written in place reaches stable storage.
+pub(crate) fn sync(vol: &VolumeInner) -> Result<()> {
+    if let Some(w) = vol.write.as_ref() {
+        let mut ws = w.lock();
+        commit_running(vol, &mut ws)?;
+    }
+    vol.meta.device().flush().map_err(Error::Io)
+}
+
+/// Runs `op` in a transaction and commits it; when space runs out and the truncate log holds
+/// clusters, empties the log and tries once more (`ocfs2_try_to_free_truncate_log`).
+pub(crate) fn run<T>(vol: &VolumeInner, mut op: impl FnMut(&mut Tx) -> Result<T>) -> Result<T> {
+    let attempt = |op: &mut dyn FnMut(&mut Tx) -> Result<T>| -> Result<T> {
+        let mut tx = vol.begin()?;
+        let v = op(&mut tx)?;
+        tx.commit()?;
+        Ok(v)
+    };
+    match attempt(&mut op) {
+        Err(Error::NoSpace(why)) => {
+            let slot = vol.write.as_ref().map(|w| w.lock().slot).ok_or(Error::ReadOnly)?;
+            let flushed = super::alloc::truncate_log::flush(vol, slot)?;
+            // Clusters freed by operations not yet in the journal become usable once they are.
+            let waiting = vol.write.as_ref().is_some_and(|w| !w.lock().running.freed_clusters.is_empty());
+            if flushed == 0 && !waiting {
+                return Err(Error::NoSpace(why));
+            }
+            if let Some(w) = vol.write.as_ref() {
+                commit_running(vol, &mut w.lock())?;
+            }
+            attempt(&mut op)
+        }
+        other => other,
     }
 }
 
@@ -289,7 +426,7 @@ pub(crate) fn write_direct(
     mut block: Vec<u8>,
 ) -> Result<()> {
     ws.check_usable()?;
-    if ws.journal.pending(blkno).is_some() {
+    if ws.journal.pending(blkno).is_some() || ws.running.blocks.contains_key(&blkno) {
         return Err(Error::corrupt(blkno, "a journaled block must not be written home directly"));
     }
     if vol.metaecc {
@@ -334,6 +471,7 @@ mod tests {
                 held.push(global::claim_clusters(&mut tx, 1, 1 + i % 5).unwrap());
             }
             tx.commit().unwrap();
+            super::sync(inner).unwrap();
             let tx = inner.begin().unwrap();
             let (used, _) = global::usage(&tx).unwrap();
             let want = base + held.iter().map(|&(_, n)| u64::from(n)).sum::<u64>();
@@ -396,7 +534,8 @@ mod tests {
         dev.set_plan(FaultPlan::new().with(FaultKind::FailWrite(writes)));
         let mut tx = vol.inner.begin().unwrap();
         local_alloc::claim_data(&mut tx, 2).unwrap();
-        let err = tx.commit().unwrap_err();
+        tx.commit().unwrap();
+        let err = super::sync(&vol.inner).unwrap_err();
         assert_eq!(err.errno(), 5, "{err}");
         dev.set_plan(FaultPlan::new());
         assert!(matches!(vol.inner.begin().err(), Some(Error::Stopped(_))));

@@ -3,7 +3,7 @@
 
 use super::error::{Error, Result};
 use super::inode::{Inode, InodeTable};
-use super::lock::{LockBackend, NoClusterLocks};
+use super::lock::{Locks, NoClusterLocks};
 use super::meta::{BlockKind, MetaReader};
 use super::tx::WriteState;
 use crate::device::BlockDevice;
@@ -32,6 +32,8 @@ pub struct OpenOptions {
     /// Size of the local alloc window in megabytes (the kernel's `localalloc=` mount option);
     /// `None` for the kernel's default, `Some(0)` to allocate from the global bitmap only.
     pub local_alloc_mb: Option<u32>,
+    /// Memory for cached metadata blocks (inodes, directory and extent blocks), in megabytes.
+    pub cache_mb: u32,
 }
 
 impl Default for OpenOptions {
@@ -42,6 +44,7 @@ impl Default for OpenOptions {
             direct: None,
             preferred_slot: None,
             local_alloc_mb: None,
+            cache_mb: 64,
         }
     }
 }
@@ -118,7 +121,7 @@ pub(crate) struct VolumeInner {
     pub sb: SuperBlock,
     pub meta: MetaReader,
     pub inodes: InodeTable,
-    pub locks: Box<dyn LockBackend>,
+    pub locks: Locks,
     /// System directory entries by name.
     pub system_files: BTreeMap<String, u64>,
     /// The volume has metaecc: every block written gets its check field filled.
@@ -128,6 +131,8 @@ pub(crate) struct VolumeInner {
     pub write: Option<Mutex<WriteState>>,
     /// Bumped by every commit, so cached inode views know to reread.
     pub write_seq: AtomicU64,
+    /// Inodes held open through [`Volume::hold`](super::orphan::OpenInode).
+    pub holds: super::orphan::Holds,
 }
 
 impl VolumeInner {
@@ -262,7 +267,8 @@ impl Volume {
         }
         let has_metaecc = sb.s_feature_incompat & FEATURE_INCOMPAT_META_ECC != 0;
         let metaecc = options.verify_checksums && has_metaecc;
-        let meta = MetaReader::new(dev, geo, probe.dinode.i_fs_generation, metaecc);
+        let mut meta = MetaReader::new(dev, geo, probe.dinode.i_fs_generation, metaecc);
+        meta.set_cache_bytes(u64::from(options.cache_mb) << 20);
         // The superblock itself is checked like any inode block once the reader exists.
         meta.check_block(SUPER_BLOCK_BLKNO, BlockKind::SuperBlock, &mut probe.block.clone())?;
         let stack = (sb.s_feature_incompat & FEATURE_INCOMPAT_USERSPACE_STACK != 0
@@ -291,11 +297,12 @@ impl Volume {
             sb,
             meta,
             inodes: InodeTable::default(),
-            locks: Box::new(NoClusterLocks),
+            locks: Locks::new(Box::new(NoClusterLocks)),
             system_files: BTreeMap::new(),
             metaecc: has_metaecc,
             write: None,
             write_seq: AtomicU64::new(0),
+            holds: Default::default(),
         };
         let mut vol = Volume { inner: Arc::new(inner) };
         let system_files = vol.load_system_files()?;
@@ -310,6 +317,7 @@ impl Volume {
                 }
                 return Err(e);
             }
+            super::tx::start_committer(&vol.inner);
         }
         Ok(vol)
     }

@@ -264,6 +264,41 @@ impl<D: BlockDevice> Journal<D> {
         self.guard(r)
     }
 
+    /// Writes log blocks `(position, contents)` in order, each run that is contiguous on the
+    /// device as one write.
+    pub(super) fn write_log_blocks(&mut self, blocks: &[(u32, Vec<u8>)]) -> Result<()> {
+        let mut located = Vec::with_capacity(blocks.len());
+        for (lblk, data) in blocks {
+            located.push((self.log_offset(*lblk)?, data.as_slice()));
+        }
+        self.write_runs(&located)
+    }
+
+    /// Writes `(device offset, block)` pairs, joining neighbours into one write.
+    pub(super) fn write_runs(&mut self, blocks: &[(u64, &[u8])]) -> Result<()> {
+        let mut i = 0;
+        let mut run = Vec::new();
+        while i < blocks.len() {
+            let start = blocks[i].0;
+            let mut j = i + 1;
+            while j < blocks.len() && blocks[j].0 == blocks[j - 1].0 + blocks[j - 1].1.len() as u64 && j - i < 256 {
+                j += 1;
+            }
+            let r = if j == i + 1 {
+                self.dev.write_at(start, blocks[i].1)
+            } else {
+                run.clear();
+                for (_, data) in &blocks[i..j] {
+                    run.extend_from_slice(data);
+                }
+                self.dev.write_at(start, &run)
+            };
+            self.guard(r)?;
+            i = j;
+        }
+        Ok(())
+    }
+
     pub(super) fn write_home(&mut self, home: u64, buf: &[u8]) -> Result<()> {
         let r = self.dev.write_at(home * self.bs as u64, buf);
         self.guard(r)

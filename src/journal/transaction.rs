@@ -192,11 +192,14 @@ impl<D: BlockDevice> Journal<D> {
             checkpointed_first,
         };
 
+        // Everything before the commit block is gathered first and written in as few writes
+        // as the log's layout on the device allows.
+        let mut out: Vec<(u32, Vec<u8>)> = Vec::with_capacity(needed as usize);
         let revokes: Vec<u64> = tx.revokes.iter().copied().collect();
         for chunk in revokes.chunks(RevokeBlock::capacity(self.bs, self.layout)) {
             block.fill(0);
             RevokeBlock::new(seq, chunk.to_vec(), self.layout).encode(&mut block, self.layout)?;
-            self.write_log(pos, &block)?;
+            out.push((pos, block.clone()));
             info.revoke_blocks.push(pos);
             pos = self.wrap_next(pos);
         }
@@ -220,22 +223,24 @@ impl<D: BlockDevice> Journal<D> {
             block.fill(0);
             DescriptorBlock { header: JournalHeader::new(JBD2_DESCRIPTOR_BLOCK, seq), tags }
                 .encode(&mut block, self.layout)?;
-            self.write_log(pos, &block)?;
             if checksums {
                 crc = crc32_be(crc, &block);
             }
+            out.push((pos, block.clone()));
             info.descriptor_blocks.push(pos);
             pos = self.wrap_next(pos);
             for (_, data) in chunk {
-                block.copy_from_slice(data);
-                escape(&mut block);
-                self.write_log(pos, &block)?;
+                let mut copy = data.to_vec();
+                escape(&mut copy);
                 if checksums {
-                    crc = crc32_be(crc, &block);
+                    crc = crc32_be(crc, &copy);
                 }
+                out.push((pos, copy));
                 pos = self.wrap_next(pos);
             }
         }
+        self.write_log_blocks(&out)?;
+        drop(out);
         // The barrier: the commit block must not reach the disk before what it seals.
         self.flush()?;
 
@@ -272,11 +277,11 @@ impl<D: BlockDevice> Journal<D> {
             return Ok(());
         }
         let pending = std::mem::take(&mut self.log.pending);
-        for (&home, data) in &pending {
-            if let Err(e) = self.write_home(home, data) {
-                self.log.pending = pending;
-                return Err(e);
-            }
+        let bs = self.bs as u64;
+        let homes: Vec<(u64, &[u8])> = pending.iter().map(|(&home, data)| (home * bs, &data[..])).collect();
+        if let Err(e) = self.write_runs(&homes) {
+            self.log.pending = pending;
+            return Err(e);
         }
         if let Err(e) = self.flush() {
             self.log.pending = pending;

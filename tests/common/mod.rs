@@ -7,6 +7,31 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+/// `fsck.ocfs2 -fy` on a crashed image (answering the cluster-check question). 1.8.7 stops
+/// after replaying a journal ("Unable to access cluster service" on reopening, even for a local
+/// volume), so then a second run checks. Returns everything both runs printed.
+pub fn fsck_fy(img: &Path) -> String {
+    let run_once = || {
+        use std::io::Write;
+        let mut child = Command::new("fsck.ocfs2")
+            .arg("-fyF")
+            .arg(img)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("fsck.ocfs2");
+        let _ = child.stdin.take().expect("stdin").write_all(b"y\n");
+        let out = child.wait_with_output().expect("fsck.ocfs2 output");
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    };
+    let first = run_once();
+    if first.contains("unrecoverable errors while replaying the journals") {
+        return format!("{first}{}", run_once());
+    }
+    first
+}
+
 /// Panics unless `tool` is on the PATH.
 pub fn require_tool(tool: &str) {
     let found = std::env::var_os("PATH")

@@ -55,7 +55,7 @@ one() {
   echo "== $v: guest writes the tree on $img (console: $log)"
   t0=$SECONDS
   set +e
-  KVM_TIMEOUT=${KVM_TIMEOUT:-2400} KVM_FILES=$HERE/make-tree.sh KVM_LOG=$log \
+  KVM_TIMEOUT=${KVM_TIMEOUT:-2400} KVM_FILES="$HERE/make-tree.sh $HERE/manifest.sh" KVM_LOG=$log \
     "$KVM/run-guest.sh" "$img" "$guest" |
     awk '/^==== MANIFEST BEGIN/ { print; skip = 1; next } /^==== MANIFEST END/ { skip = 0 } !skip'
   rc=${PIPESTATUS[0]}

@@ -404,6 +404,8 @@ fn grow_in_fragments(img: &Img, run: u32) -> (Result<Vec<SubBlock>, Error>, Mode
         }
     }
     tx.commit().unwrap();
+    // The freed halves can be handed out once their free is in the journal.
+    super::super::tx::sync(&vol.inner).unwrap();
     m.runs = kept;
     let before = {
         let tx = vol.inner.begin().unwrap();
@@ -537,6 +539,10 @@ fn crash_workload(dev: std::sync::Arc<dyn crate::device::BlockDevice>, seed: u64
                     Err(_) => break,
                 }
             }
+        }
+        // Each step reaches the journal, so that crash points fall between many commits.
+        if super::super::tx::sync(&vol.inner).is_err() {
+            break;
         }
     }
     // Free the blocks again so that fsck sees only clusters as leftovers.

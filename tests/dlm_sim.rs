@@ -1,0 +1,1 @@
+//! The DLM simulation test lands with the DLM module.
