@@ -1,7 +1,7 @@
 #!/bin/bash
-# The main job on a fresh machine: format an image file with ocfs2-rs, read it back with
-# ocfs2-rs, and let the real ocfs2-tools judge the result. Also reads a volume the Linux kernel
-# wrote (tests/data) and prints what it holds.
+# The main job on a fresh machine: format an image file with ocfs2-rs, write a tree into it and
+# change it with ocfs2-rs, read it back, and let the real ocfs2-tools judge the result. Also
+# reads a volume the Linux kernel wrote (tests/data) and prints what it holds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v fsck.ocfs2 >/dev/null || [ ! -x /sbin/modprobe ]; then
@@ -22,6 +22,23 @@ fsck.ocfs2 -fn "$IMG"
 echo
 echo "== debugfs.ocfs2 -R stats (abridged)"
 debugfs.ocfs2 -R stats "$IMG" | grep -E "Feature (Compat|Incompat|RO)|Block Size|Max Node|Label|UUID"
+echo
+echo "== ocfs2-files put src /   (this repository's sources written into the volume)"
+"$BIN/ocfs2-files" "$IMG" put src /
+"$BIN/ocfs2-files" "$IMG" mkdir -p /notes/2026
+"$BIN/ocfs2-files" "$IMG" put README.md /notes/2026
+"$BIN/ocfs2-files" "$IMG" mv /notes/2026/README.md /notes/readme
+"$BIN/ocfs2-files" "$IMG" ln -s ../src/lib.rs /notes/lib-link
+"$BIN/ocfs2-files" "$IMG" truncate -s 100 /notes/readme
+"$BIN/ocfs2-files" "$IMG" rm -r /src/cluster
+"$BIN/ocfs2-files" "$IMG" ls -l /notes
+echo
+echo "== fsck.ocfs2 -fn after the writes"
+fsck.ocfs2 -fn "$IMG" | tail -3
+echo
+echo "== debugfs.ocfs2 rdump /src: the real tool reads our files back"
+debugfs.ocfs2 -R "rdump /src $WORK" "$IMG" >/dev/null
+if diff -r --exclude=cluster src "$WORK/src" >/dev/null; then echo "   identical to ./src (but the removed cluster/)"; else echo "   DIFFERENT"; exit 1; fi
 echo
 echo "== ocfs2-files ls -l //   (the system directory, read by ocfs2-rs)"
 "$BIN/ocfs2-files" "$IMG" ls -l //

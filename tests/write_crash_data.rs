@@ -107,9 +107,12 @@ fn workload(dev: Arc<FaultDevice<MemDevice>>, seed: u64) -> Run {
     run
 }
 
-fn no_problems(img: &Path, what: &str) {
+/// Panics unless fsck.ocfs2 -fn finds nothing beyond `known`, what it found on the fresh image
+/// (mkfs.ocfs2 leaves the system directory unindexed at 1K blocks).
+fn no_problems(img: &Path, known: &[String], what: &str) {
     let (code, out) = fsck_fn(img);
-    assert!(code == 0 && !out.lines().any(|l| l.starts_with('[')), "{what}: fsck.ocfs2 -fn:\n{out}");
+    let new = out.lines().any(|l| l.starts_with('[') && !known.iter().any(|k| k == l));
+    assert!(code == 0 && !new, "{what}: fsck.ocfs2 -fn:\n{out}");
 }
 
 /// The files as a fresh open reads them (`None` for a file that does not exist).
@@ -154,6 +157,7 @@ fn synced_file_data_survives_a_crash_at_any_write() {
     let img = s.path("crash.img");
     sparse_image(&img, 48 << 20);
     mkfs_ocfs2(&img, &["-M", "local", "-b", "1024", "-C", "4096", "-N", "2", "-J", "size=4M"]);
+    let known = fsck_problem_lines(&img);
     // Free space holds old bytes on a real device: fill most of it through a file that is then
     // deleted, so that stale bytes would show if ever exposed.
     {
@@ -175,6 +179,7 @@ fn synced_file_data_survives_a_crash_at_any_write() {
     assert_eq!(full.states.len(), OPS + 1, "the workload runs to its end without a crash");
     let writes = probe.writes();
     let mut rng = Rng::new(seed ^ 0xc0ffee);
+    let (mut torn_runs, mut synced_ops) = (0u64, 0usize);
     for trial in 0..runs {
         let last = rng.below(writes);
         let torn = (rng.below(3) == 0).then(|| 1 + rng.below(1023) as usize);
@@ -185,6 +190,8 @@ fn synced_file_data_survives_a_crash_at_any_write() {
         let cut = workload(dev.clone(), seed);
         let landed = if torn.is_some() { last } else { last + 1 };
         let durable = cut.writes.iter().rposition(|&w| w <= landed);
+        torn_runs += u64::from(torn.is_some());
+        synced_ops += durable.unwrap_or(0);
         let crashed = dev.inner().to_bytes();
         let what = format!("seed {seed} trial {trial}: crash after write {last} of {writes}, torn {torn:?}");
 
@@ -192,15 +199,16 @@ fn synced_file_data_survives_a_crash_at_any_write() {
         Volume::open_path(&img, OpenOptions::writable())
             .and_then(|v| v.close())
             .unwrap_or_else(|e| panic!("{what}: our recovery: {e}"));
-        no_problems(&img, &format!("{what}, after our replay"));
+        no_problems(&img, &known, &format!("{what}, after our replay"));
         check_files(&read_files(&img, &what), &full, durable, &format!("{what}, our replay"));
 
         std::fs::write(&img, &crashed).unwrap();
-        if std::env::var("OCFS2_KEEP_CRASH").is_ok() {
-            std::fs::write("/tmp/lead/crashed.img", &crashed).unwrap();
-        }
         let out = fsck_fy(&img);
-        no_problems(&img, &format!("{what}, after fsck -fy:\n{out}"));
+        no_problems(&img, &known, &format!("{what}, after fsck -fy:\n{out}"));
         check_files(&read_files(&img, &what), &full, durable, &format!("{what}, fsck.ocfs2's replay"));
     }
+    println!(
+        "{runs} crash points ({torn_runs} with a torn last write) among {writes} writes: every time clean after \
+         our replay and after fsck.ocfs2's, with {synced_ops} synced operations kept in all"
+    );
 }

@@ -26,7 +26,6 @@
 use super::alloc::{global, local_alloc, suballoc, SubAlloc, SubBlock};
 use super::dirwrite::{self, Found};
 use super::error::{Error, Result};
-use super::extent_map::MAX_TREE_DEPTH;
 use super::extent_tree::Tree;
 use super::meta::BlockKind;
 use super::tx::{Tx, MAX_TX_BLOCKS};
@@ -37,7 +36,7 @@ use crate::format::dx::{
     dx_entries_per_root, dx_hash_block_index, dx_hash_with, dx_seeds, DxEntry, DxEntryList, DxLeaf, DxRootBlock,
     DxRootBody, HashChar, DX_FLAG_INLINE, DX_ROOT_UNION_OFFSET,
 };
-use crate::format::extent::{extent_recs_per_dx_root, ExtentBlock, ExtentList, ExtentRec};
+use crate::format::extent::{extent_recs_per_dx_root, ExtentList, ExtentRec};
 use crate::format::INDEXED_DIR_FL;
 
 const DIR_BLOCK: BlockKind = BlockKind::DirBlockWithTrailer;
@@ -650,36 +649,6 @@ pub(crate) fn attach_index(tx: &mut Tx, dir: u64, blkno: u64) -> Result<()> {
     })
 }
 
-/// Every leaf record and extent block of a dx root's tree (deeper trees come from the kernel).
-fn collect_tree(
-    tx: &Tx,
-    owner: u64,
-    list: &ExtentList,
-    depth_left: u16,
-    leaves: &mut Vec<ExtentRec>,
-    blocks: &mut Vec<ExtentBlock>,
-) -> Result<()> {
-    if list.l_tree_depth == 0 {
-        leaves.extend(list.recs.iter().copied());
-        return Ok(());
-    }
-    if depth_left == 0 || list.l_tree_depth > MAX_TREE_DEPTH {
-        return Err(Error::corrupt(owner, "index tree deeper than the format allows"));
-    }
-    for rec in &list.recs {
-        let blkno = rec.e_blkno;
-        let block = tx.block(blkno, BlockKind::ExtentBlock)?;
-        let eb = ExtentBlock::decode(&block).map_err(|e| Error::format(blkno, e))?;
-        eb.validate(blkno, tx.vol.meta.fs_generation).map_err(|e| Error::format(blkno, e))?;
-        if eb.h_list.l_tree_depth + 1 != list.l_tree_depth {
-            return Err(Error::corrupt(blkno, "index extent block at the wrong depth"));
-        }
-        collect_tree(tx, owner, &eb.h_list, depth_left - 1, leaves, blocks)?;
-        blocks.push(eb);
-    }
-    Ok(())
-}
-
 /// Frees the index of directory `dir` (nothing when it has none): its leaf clusters go back to
 /// the global bitmap, its extent blocks and root to their suballocators, every block of them is
 /// revoked from the journal, and the inode forgets the index (`ocfs2_dx_dir_truncate`). For
@@ -691,8 +660,8 @@ pub(crate) fn free_index(tx: &mut Tx, dir: u64) -> Result<()> {
     }
     let ix = load_root(tx, &di)?;
     if let DxRootBody::Extents(tree) = &ix.root.body {
-        let (mut leaves, mut blocks) = (Vec::new(), Vec::new());
-        collect_tree(tx, ix.blkno, tree, MAX_TREE_DEPTH, &mut leaves, &mut blocks)?;
+        let whole = Tree::from_root(tx, ix.blkno, tree.clone())?;
+        let (leaves, blocks): (Vec<ExtentRec>, _) = (whole.records().copied().collect(), whole.blocks());
         let geo = tx.vol.geo;
         let per = geo.blocks_per_cluster();
         for rec in leaves {
@@ -708,14 +677,8 @@ pub(crate) fn free_index(tx: &mut Tx, dir: u64) -> Result<()> {
                 .map_err(|_| Error::corrupt(ix.blkno, "index cluster past the volume"))?;
             global::free_clusters(tx, cluster, clusters)?;
         }
-        for eb in blocks {
-            tx.free_block(eb.h_blkno)?;
-            let b = SubBlock {
-                blkno: eb.h_blkno,
-                slot: eb.h_suballoc_slot,
-                bit: eb.h_suballoc_bit,
-                loc: eb.h_suballoc_loc,
-            };
+        for b in blocks {
+            tx.free_block(b.blkno)?;
             suballoc::free_block(tx, SubAlloc::Extent, b)?;
         }
     }

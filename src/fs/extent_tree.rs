@@ -146,6 +146,12 @@ impl Tree {
         self.leaves.iter().flat_map(|l| l.recs.iter())
     }
 
+    /// Every extent block of the tree, leaves and interior, with where it came from.
+    pub fn blocks(&self) -> Vec<SubBlock> {
+        let leaves = self.leaves.iter().filter_map(|l| l.node);
+        leaves.chain(self.interior.iter().flatten().copied()).map(|n| n.sub).collect()
+    }
+
     /// Clusters mapped by the tree (what `i_clusters` counts).
     pub fn clusters(&self) -> u64 {
         self.records().map(|r| u64::from(r.e_leaf_clusters())).sum()

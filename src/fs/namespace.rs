@@ -13,14 +13,14 @@ use super::alloc::{suballoc, truncate_log, SubAlloc, SubBlock};
 use super::dir::check_name;
 use super::dirwrite;
 use super::error::{Error, Result};
-use super::extent_map::MAX_TREE_DEPTH;
+use super::extent_tree::Tree;
 use super::lock::{Grant, LockLevel, LockName};
 use super::meta::BlockKind;
 use super::orphan;
 use super::tx::{run, Tx};
 use super::volume::{Volume, VolumeInner};
 use crate::format::dinode::{Dinode, DINODE_ID2_OFFSET};
-use crate::format::extent::{extent_recs_per_inode, ExtentBlock, ExtentList, ExtentRec};
+use crate::format::extent::{extent_recs_per_inode, ExtentList, ExtentRec};
 use crate::format::*;
 
 /// The largest link count a directory may reach on this volume.
@@ -32,50 +32,16 @@ pub(super) fn link_max(vol: &VolumeInner) -> u32 {
     }
 }
 
-/// Every leaf record and every extent block of the tree rooted in `list`, which belongs to
-/// `owner`. The walk is bounded by the format's depth limit.
-fn collect_tree(
-    vol: &VolumeInner,
-    owner: u64,
-    list: &ExtentList,
-    depth_left: u16,
-    leaves: &mut Vec<ExtentRec>,
-    blocks: &mut Vec<ExtentBlock>,
-) -> Result<()> {
-    if list.l_tree_depth == 0 {
-        leaves.extend(list.recs.iter().copied());
-        return Ok(());
-    }
-    if depth_left == 0 || list.l_tree_depth > MAX_TREE_DEPTH {
-        return Err(Error::corrupt(owner, "extent tree deeper than the format allows"));
-    }
-    for rec in &list.recs {
-        let blkno = rec.e_blkno;
-        let block = vol.meta.read(blkno, BlockKind::ExtentBlock)?;
-        let eb = ExtentBlock::decode(&block).map_err(|e| Error::format(blkno, e))?;
-        eb.validate(blkno, vol.meta.fs_generation).map_err(|e| Error::format(blkno, e))?;
-        if eb.h_list.l_tree_depth + 1 != list.l_tree_depth {
-            return Err(Error::corrupt(blkno, "extent block at the wrong depth"));
-        }
-        collect_tree(vol, owner, &eb.h_list, depth_left - 1, leaves, blocks)?;
-        blocks.push(eb);
-    }
-    Ok(())
-}
-
 /// What freeing inode `ino` will free: its leaf records and extent blocks.
-fn inode_extents(tx: &Tx, ino: u64, di: &Dinode) -> Result<(Vec<ExtentRec>, Vec<ExtentBlock>)> {
-    let (mut leaves, mut blocks) = (Vec::new(), Vec::new());
+fn inode_extents(tx: &Tx, ino: u64, di: &Dinode) -> Result<(Vec<ExtentRec>, Vec<SubBlock>)> {
     let fast_symlink = di.is_symlink() && di.i_clusters == 0;
     if di.has_inline_data() || fast_symlink || di.is_device() || di.file_type() == S_IFIFO || di.file_type() == S_IFSOCK
     {
-        return Ok((leaves, blocks));
+        return Ok((Vec::new(), Vec::new()));
     }
-    let block = tx.block(ino, BlockKind::Inode)?;
-    let list = ExtentList::decode(&block[DINODE_ID2_OFFSET..]).map_err(|e| Error::format(ino, e))?;
-    collect_tree(tx.vol, ino, &list, MAX_TREE_DEPTH, &mut leaves, &mut blocks)?;
-    leaves.retain(|r| r.e_leaf_clusters() > 0);
-    Ok((leaves, blocks))
+    let tree = Tree::load(tx, ino)?;
+    let leaves = tree.records().filter(|r| r.e_leaf_clusters() > 0).copied().collect();
+    Ok((leaves, tree.blocks()))
 }
 
 /// Truncate log records freeing inode `ino` takes, read through `tx`.
@@ -220,10 +186,8 @@ pub(super) fn delete_inode(tx: &mut Tx, ino: u64) -> Result<()> {
             .map_err(|_| Error::corrupt(ino, "extent past the volume"))?;
         truncate_log::append(tx, cluster, clusters)?;
     }
-    for eb in &blocks {
-        tx.free_block(eb.h_blkno)?;
-        let b =
-            SubBlock { blkno: eb.h_blkno, slot: eb.h_suballoc_slot, bit: eb.h_suballoc_bit, loc: eb.h_suballoc_loc };
+    for b in blocks {
+        tx.free_block(b.blkno)?;
         suballoc::free_block(tx, SubAlloc::Extent, b)?;
     }
     let (secs, _) = dirwrite::now();
