@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod device;
+pub mod dlm;
 pub mod format;
 pub mod fs;
 pub mod journal;
