@@ -144,6 +144,22 @@ fn areas(tx: &Tx, di: &Dinode) -> Result<Vec<(u64, BlockKind, std::ops::Range<us
     })
 }
 
+/// Every (inode, name) entry of directory `dir` but `.` and `..`, in storage order.
+pub(crate) fn entries(tx: &Tx, dir: u64) -> Result<Vec<(u64, Vec<u8>)>> {
+    let di = tx.dinode(dir)?;
+    let mut out = Vec::new();
+    for (blkno, kind, range) in areas(tx, &di)? {
+        let block = tx.block(blkno, kind)?;
+        for item in dir_entries(&block[range], false) {
+            let (_, de) = item.map_err(|e| Error::format(blkno, e))?;
+            if de.name != b"." && de.name != b".." {
+                out.push((de.inode, de.name));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The entry called `name` in directory `dir`, if any.
 pub(crate) fn find(tx: &Tx, dir: u64, name: &[u8]) -> Result<Option<Found>> {
     let di = tx.dinode(dir)?;

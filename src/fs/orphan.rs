@@ -28,18 +28,13 @@
 use super::alloc::truncate_log;
 use super::dirwrite;
 use super::error::{Error, Result};
-use super::extent_map::{map_cluster, Mapping};
 use super::inode::Metadata;
 use super::lock::{LockLevel, LockName};
 use super::meta::BlockKind;
 use super::namespace::{delete_inode, live_dinode, records_of};
 use super::tx::{run, Tx};
 use super::volume::{Volume, VolumeInner};
-use crate::format::dinode::{Dinode, DINODE_ID2_OFFSET};
-use crate::format::dir::dir_entries;
-use crate::format::dir_trailer::{dir_has_trailer, trailer_offset};
-use crate::format::extent::ExtentList;
-use crate::format::inline::INLINE_DATA_OFFSET;
+use crate::format::dinode::Dinode;
 use crate::format::*;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -242,62 +237,6 @@ fn remove_entry(tx: &mut Tx, ino: u64, slot: u16) -> Result<()> {
     Ok(())
 }
 
-/// Every (inode, name) entry of directory `dir` but `.` and `..`, read through the
-/// transaction.
-fn entries(tx: &Tx, dir: u64) -> Result<Vec<(u64, Vec<u8>)>> {
-    let di = tx.dinode(dir)?;
-    if !di.is_dir() {
-        return Err(Error::NotDir(format!("inode {dir}")));
-    }
-    let geo = tx.vol.geo;
-    let bs = geo.block_size as usize;
-    let mut out = Vec::new();
-    let mut scan = |area: &[u8], at: u64| -> Result<()> {
-        for item in dir_entries(area, false) {
-            let (_, de) = item.map_err(|e| Error::format(at, e))?;
-            if de.name != b"." && de.name != b".." {
-                out.push((de.inode, de.name));
-            }
-        }
-        Ok(())
-    };
-    if di.has_inline_data() {
-        let block = tx.block(dir, BlockKind::Inode)?;
-        let end = usize::try_from(di.i_size)
-            .ok()
-            .and_then(|n| INLINE_DATA_OFFSET.checked_add(n))
-            .filter(|&e| e <= bs)
-            .ok_or_else(|| Error::corrupt(dir, "inline directory larger than its inode"))?;
-        scan(&block[INLINE_DATA_OFFSET..end], dir)?;
-        return Ok(out);
-    }
-    let trailer = dir_has_trailer(tx.vol.sb.s_feature_incompat, false, di.is_indexed_dir());
-    let (kind, usable) =
-        if trailer { (BlockKind::DirBlockWithTrailer, trailer_offset(bs)) } else { (BlockKind::DirBlockPlain, bs) };
-    let inode_block = tx.block(dir, BlockKind::Inode)?;
-    let list = ExtentList::decode(&inode_block[DINODE_ID2_OFFSET..]).map_err(|e| Error::format(dir, e))?;
-    let blocks = di.i_size.div_ceil(u64::from(geo.block_size));
-    let per = geo.blocks_per_cluster();
-    let mut lblk = 0;
-    while lblk < blocks {
-        let cpos = u32::try_from(lblk / per).map_err(|_| Error::corrupt(dir, "directory too large"))?;
-        match map_cluster(tx.vol, dir, &list, cpos)? {
-            Mapping::Hole { .. } => return Err(Error::corrupt(dir, format!("directory has a hole at block {lblk}"))),
-            Mapping::Data { blkno, clusters, .. } => {
-                let skip = lblk % per;
-                let run = (u64::from(clusters) * per - skip).min(blocks - lblk);
-                tx.vol.meta.check_range(blkno + skip, run)?;
-                for b in blkno + skip..blkno + skip + run {
-                    let block = tx.block(b, kind)?;
-                    scan(&block[..usable], b)?;
-                }
-                lblk += run;
-            }
-        }
-    }
-    Ok(out)
-}
-
 /// Frees every inode left in the orphan directories of `slots` (`ocfs2_recover_orphans`): at a
 /// writable open nothing of this node holds them any more. An entry whose inode still has
 /// links (a crash between two steps of a rename, say) only loses its entry and flag.
@@ -309,7 +248,7 @@ pub(crate) fn recover_orphans(vol: &VolumeInner, slots: &[u16]) -> Result<()> {
             log::warn!("slot {slot} has no orphan directory");
             continue;
         };
-        let found = entries(&vol.begin()?, dir)?;
+        let found = dirwrite::entries(&vol.begin()?, dir)?;
         for (ino, name) in found {
             if name != orphan_name(ino) {
                 log::warn!(
