@@ -30,6 +30,10 @@
 //! once per heartbeat interval, through the fence switch, and prints `probe refused N` when the
 //! first write (number N) is refused: it shows that a fenced node's writes stop.
 
+#[path = "cli.rs"]
+mod cli;
+
+use cli::{say, Global};
 use ocfs2::cluster::config::{ClusterConfig, HeartbeatMode, DEFAULT_PATH};
 use ocfs2::cluster::heartbeat::HeartbeatRegion;
 use ocfs2::cluster::membership::{FenceAction, MemberEvent};
@@ -57,70 +61,11 @@ const USAGE: &str = "usage: ocfs2-cluster [-c CONF] [-n NODE] [--defaults FILE] 
 /// Magic of a probe sector: "PROBE" and the writing node.
 const PROBE_MAGIC: &[u8; 8] = b"PROBE\0\0\0";
 
-struct Global {
-    conf: PathBuf,
-    node: Option<String>,
-    defaults: Option<PathBuf>,
-    verbose: u8,
-}
-
-struct StderrLog(log::LevelFilter);
-
-impl log::Log for StderrLog {
-    fn enabled(&self, m: &log::Metadata) -> bool {
-        m.level() <= self.0
-    }
-
-    fn log(&self, r: &log::Record) {
-        if self.enabled(r.metadata()) {
-            eprintln!("{} {}", r.level(), r.args());
-        }
-    }
-
-    fn flush(&self) {}
-}
-
-fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
-}
-
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut g = Global { conf: PathBuf::from(DEFAULT_PATH), node: None, defaults: None, verbose: 0 };
-    let mut rest = Vec::new();
-    let mut it = args.into_iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return ExitCode::SUCCESS;
-            }
-            "-c" | "--config" | "-n" | "--node" | "--defaults" if rest.is_empty() => {
-                let Some(v) = it.next() else {
-                    eprintln!("ocfs2-cluster: {a} needs a value\n{USAGE}");
-                    return ExitCode::from(2);
-                };
-                match a.as_str() {
-                    "-c" | "--config" => g.conf = PathBuf::from(v),
-                    "-n" | "--node" => g.node = Some(v),
-                    _ => g.defaults = Some(PathBuf::from(v)),
-                }
-            }
-            "-v" if rest.is_empty() => g.verbose += 1,
-            "-vv" if rest.is_empty() => g.verbose += 2,
-            _ => rest.push(a),
-        }
-    }
-    let level = match g.verbose {
-        0 => log::LevelFilter::Warn,
-        1 => log::LevelFilter::Info,
-        _ => log::LevelFilter::Debug,
+    let (g, rest) = match cli::parse_global("ocfs2-cluster", USAGE, DEFAULT_PATH) {
+        Ok(parsed) => parsed,
+        Err(code) => return code,
     };
-    let logger: &'static StderrLog = Box::leak(Box::new(StderrLog(level)));
-    let _ = log::set_logger(logger);
-    log::set_max_level(level);
     let Some(cmd) = rest.first().cloned() else {
         eprintln!("{USAGE}");
         return ExitCode::from(2);

@@ -15,12 +15,14 @@
 //! every node running it) for `--seconds` and prints `bench OPS ops in SECS s: RATE/s`;
 //! `--cached` uses the lock cache (a lock stays held until another node asks for it).
 
+#[path = "cli.rs"]
+mod cli;
+
+use cli::{say, Global};
 use ocfs2::cluster::config::{HeartbeatMode, DEFAULT_PATH};
 use ocfs2::cluster::stack::{Cluster, ClusterOptions, Environment};
 use ocfs2::dlm::wire::{DLM_LVB_LEN, LKM_NOQUEUE};
 use ocfs2::dlm::{Dlm, DlmError, Mode};
-use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,35 +30,6 @@ use std::time::{Duration, Instant};
 const USAGE: &str = "usage: ocfs2-dlm [-c CONF] [-n NODE] [--defaults FILE] [-v] DEVICE DOMAIN COMMAND
   lock RES NL|PR|EX [--trylock] [--hold SECONDS] [--lvb-read] [--lvb-write TEXT]
   bench [--seconds S] [--resources N] [--mode PR|EX] [--cached]";
-
-struct StderrLog(log::LevelFilter);
-
-impl log::Log for StderrLog {
-    fn enabled(&self, m: &log::Metadata) -> bool {
-        m.level() <= self.0
-    }
-
-    fn log(&self, r: &log::Record) {
-        if self.enabled(r.metadata()) {
-            eprintln!("{} {}: {}", r.level(), r.target(), r.args());
-        }
-    }
-
-    fn flush(&self) {}
-}
-
-fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
-}
-
-struct Global {
-    conf: PathBuf,
-    node: Option<String>,
-    defaults: Option<PathBuf>,
-    verbose: u8,
-}
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
     match s.to_ascii_uppercase().as_str() {
@@ -68,40 +41,10 @@ fn parse_mode(s: &str) -> Result<Mode, String> {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut g = Global { conf: PathBuf::from(DEFAULT_PATH), node: None, defaults: None, verbose: 0 };
-    let mut rest = Vec::new();
-    let mut it = args.into_iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return ExitCode::SUCCESS;
-            }
-            "-c" | "--config" | "-n" | "--node" | "--defaults" if rest.is_empty() => {
-                let Some(v) = it.next() else {
-                    eprintln!("ocfs2-dlm: {a} needs a value\n{USAGE}");
-                    return ExitCode::from(2);
-                };
-                match a.as_str() {
-                    "-c" | "--config" => g.conf = PathBuf::from(v),
-                    "-n" | "--node" => g.node = Some(v),
-                    _ => g.defaults = Some(PathBuf::from(v)),
-                }
-            }
-            "-v" if rest.is_empty() => g.verbose += 1,
-            "-vv" if rest.is_empty() => g.verbose += 2,
-            _ => rest.push(a),
-        }
-    }
-    let level = match g.verbose {
-        0 => log::LevelFilter::Warn,
-        1 => log::LevelFilter::Info,
-        _ => log::LevelFilter::Debug,
+    let (g, rest) = match cli::parse_global("ocfs2-dlm", USAGE, DEFAULT_PATH) {
+        Ok(parsed) => parsed,
+        Err(code) => return code,
     };
-    let logger: &'static StderrLog = Box::leak(Box::new(StderrLog(level)));
-    let _ = log::set_logger(logger);
-    log::set_max_level(level);
     if rest.len() < 3 {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
