@@ -835,9 +835,16 @@ mod tests {
         (dev, vol)
     }
 
+    /// A random valid name of 1 to 255 bytes; never "." or "..", which every directory has.
     fn name(rng: &mut crate::testing::Rng) -> Vec<u8> {
-        let len = 1 + rng.below(255) as usize;
-        (0..len).map(|_| 1 + rng.below(255) as u8).map(|b| if b == b'/' { b'+' } else { b }).collect()
+        loop {
+            let len = 1 + rng.below(255) as usize;
+            let n: Vec<u8> =
+                (0..len).map(|_| 1 + rng.below(255) as u8).map(|b| if b == b'/' { b'+' } else { b }).collect();
+            if n != b"." && n != b".." {
+                return n;
+            }
+        }
     }
 
     /// Names come and go in an indexed directory of 512-byte blocks, whose index moves out of
