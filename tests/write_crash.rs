@@ -84,14 +84,12 @@ fn workload(dev: Arc<FaultDevice<MemDevice>>, seed: u64, ops: usize) -> (Vec<Tre
             break;
         }
         states.push(tree.clone());
-        if rng.below(3) == 0 {
-            if let Err(e) = vol.sync() {
+        match sync_sometimes(&vol, &mut rng, || dev.writes()) {
+            Ok(w) => writes.push(w),
+            Err(e) => {
                 eprintln!("the workload stopped at a sync: {e}");
                 break;
             }
-            writes.push(Some(dev.writes()));
-        } else {
-            writes.push(None);
         }
     }
     let _ = vol.close();

@@ -1522,14 +1522,12 @@ fn namespace_workload(dev: Arc<FaultDevice<MemDevice>>, seed: u64, ops: usize) -
             break;
         }
         shapes.push(m.shape());
-        if rng.below(3) == 0 {
-            if let Err(e) = vol.sync() {
+        match sync_sometimes(&vol, &mut rng, || dev.writes()) {
+            Ok(w) => writes.push(w),
+            Err(e) => {
                 eprintln!("the workload stopped at a sync: {e}");
                 break;
             }
-            writes.push(Some(dev.writes()));
-        } else {
-            writes.push(None);
         }
     }
     let _ = vol.close();

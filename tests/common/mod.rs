@@ -7,6 +7,17 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+/// For crash tests, after each step of a workload: syncs about one step in three and returns
+/// the device's write count when the sync returned (from then on the step is durable), or
+/// `None` for a step left unsynced (atomic, but not yet durable).
+pub fn sync_sometimes(vol: &ocfs2::Volume, rng: &mut Rng, writes: impl Fn() -> u64) -> ocfs2::fs::Result<Option<u64>> {
+    if rng.below(3) != 0 {
+        return Ok(None);
+    }
+    vol.sync()?;
+    Ok(Some(writes()))
+}
+
 /// `fsck.ocfs2 -fy` on a crashed image (answering the cluster-check question). 1.8.7 stops
 /// after replaying a journal ("Unable to access cluster service" on reopening, even for a local
 /// volume), so then a second run checks. Returns everything both runs printed.
