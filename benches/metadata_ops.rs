@@ -6,7 +6,7 @@
 //! default /var/tmp, holds the two 2 GiB images, removed at the end; ext4 needs root and loop
 //! devices).
 
-use ocfs2::{OpenOptions, Volume};
+use ocfs2::{MountOptions, Volume};
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
@@ -24,7 +24,7 @@ fn rate(n: usize, t: Instant) -> f64 {
 fn ours(img: &Path, n: usize) -> (f64, f64, f64) {
     run(Command::new("mkfs.ocfs2").args(["-q", "-F", "-M", "local", "-b", "4096", "-C", "4096", "-N", "1"]).arg(img));
     // Room to cache every inode, as the kernel's page cache holds ext4's.
-    let options = OpenOptions { direct: Some(true), cache_mb: 1024, ..OpenOptions::writable() };
+    let options = MountOptions { direct: Some(true), cache_mb: 1024, ..MountOptions::writable() };
     let vol = Volume::open_path(img, options).unwrap();
     let dir = vol.mkdir(vol.root(), b"many", 0o755).unwrap();
     let names: Vec<String> = (0..n).map(|i| format!("file-{i:07}")).collect();

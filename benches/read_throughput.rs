@@ -4,7 +4,7 @@
 //! `cargo bench -p ocfs2-examples --bench read_throughput -- IMAGE PATH [RUNS]`
 //! (benches/read-throughput.sh makes a suitable image with the Linux kernel and runs this).
 
-use ocfs2::{OpenOptions, Volume};
+use ocfs2::{MountOptions, Volume};
 use std::process::Command;
 use std::time::Instant;
 
@@ -64,7 +64,7 @@ fn main() {
         }
     };
     let runs: usize = args.get(2).and_then(|r| r.parse().ok()).unwrap_or(3);
-    let opts = OpenOptions { direct: Some(true), ..OpenOptions::default() };
+    let opts = MountOptions { direct: Some(true), ..MountOptions::default() };
     let vol = Volume::open_path(&image, opts).expect("open volume");
     let ino = vol.resolve(&path).expect("file");
     let size = vol.metadata(ino).unwrap().size;

@@ -6,7 +6,7 @@
 //! DIR (default /var/tmp) holds the 2 GiB image (4K blocks, 1M clusters, made by mkfs.ocfs2)
 //! and fio's 1 GiB file; both are removed at the end.
 
-use ocfs2::{OpenOptions, Volume};
+use ocfs2::{MountOptions, Volume};
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
@@ -69,7 +69,7 @@ fn main() {
     }
     let (mut w, mut r, mut fw, mut fr) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for run in 0..runs {
-        let vol = Volume::open_path(&img, OpenOptions { direct: Some(true), ..OpenOptions::writable() }).unwrap();
+        let vol = Volume::open_path(&img, MountOptions { direct: Some(true), ..MountOptions::writable() }).unwrap();
         let name = format!("big{run}");
         let ino = vol.create(vol.root(), name.as_bytes(), 0o644).unwrap();
         let t = Instant::now();

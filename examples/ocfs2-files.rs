@@ -9,7 +9,7 @@
 //! inside the volume; `//` names the system directory as in debugfs.ocfs2.
 
 use ocfs2::fs::{DirEntry, FileType, Metadata, SetAttr, Timestamp};
-use ocfs2::{OpenOptions, Volume};
+use ocfs2::{MountOptions, Volume};
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -48,7 +48,7 @@ fn main() -> ExitCode {
     }
     // The device is a path (image file or block device) or an nbd:// URL.
     let writable = WRITERS.contains(&args[1].as_str());
-    let options = if writable { OpenOptions::writable() } else { OpenOptions::default() };
+    let options = if writable { MountOptions::writable() } else { MountOptions::default() };
     let opened = ocfs2::device::open_device(&args[0], writable)
         .map_err(|e| e.to_string())
         .and_then(|dev| Volume::open(dev, options).map_err(|e| e.to_string()));

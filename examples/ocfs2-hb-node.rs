@@ -14,7 +14,7 @@ use ocfs2::cluster::heartbeat::{
     FenceSwitch, FencedDevice, Heartbeat, HeartbeatConfig, HeartbeatEvent, HeartbeatRegion, NodeMap, SystemClock,
 };
 use ocfs2::device::FileDeviceOptions;
-use ocfs2::{FileDevice, OpenOptions, Volume};
+use ocfs2::{FileDevice, MountOptions, Volume};
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -89,7 +89,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), String> {
-    let area = Volume::open_path(&args.device, OpenOptions::default())
+    let area = Volume::open_path(&args.device, MountOptions::default())
         .and_then(|v| v.heartbeat_area())
         .map_err(|e| format!("{}: {e}", args.device))?;
     let region = HeartbeatRegion::new(area.start_byte, area.sector_size, area.blocks);

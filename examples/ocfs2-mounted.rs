@@ -24,7 +24,7 @@ use ocfs2::format::{
     FEATURE_INCOMPAT_HEARTBEAT_DEV, FEATURE_INCOMPAT_LOCAL_MOUNT, FEATURE_INCOMPAT_USERSPACE_STACK,
     SUPER_BLOCK_SIGNATURE,
 };
-use ocfs2::{OpenOptions, Volume};
+use ocfs2::{MountOptions, Volume};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -235,7 +235,7 @@ fn node_names(conf: Option<&str>, node: Option<&str>) -> BTreeMap<u32, String> {
 /// The slot map of the volume on `device`: its valid slots' node numbers, in slot order.
 fn mounted_nodes(device: &str) -> Result<Vec<u32>, String> {
     let dev: Box<dyn BlockDevice> = open_device(device, false).map_err(|e| e.to_string())?;
-    let vol = Volume::open(dev, OpenOptions::default()).map_err(|e| e.to_string())?;
+    let vol = Volume::open(dev, MountOptions::default()).map_err(|e| e.to_string())?;
     let info = vol.info().clone();
     let ino = vol.system_file("slot_map").map_err(|e| e.to_string())?;
     let bytes = vol.read_all(ino).map_err(|e| e.to_string())?;

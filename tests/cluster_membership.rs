@@ -14,7 +14,7 @@ use ocfs2::cluster::timeouts::Timeouts;
 use ocfs2::device::{BlockDevice, FaultDevice, FaultKind, FaultPlan, FileDevice, MemDevice};
 use ocfs2::format::slot_map::SlotMap;
 use ocfs2::format::FEATURE_INCOMPAT_EXTENDED_SLOT_MAP;
-use ocfs2::{OpenOptions, Volume};
+use ocfs2::{MountOptions, Volume};
 
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -354,7 +354,7 @@ fn ocfs2_cluster_adds_checks_and_removes_nodes_and_names_what_is_wrong() {
 /// Writes `slots` into the volume's slot map, as mounts would have claimed them.
 fn write_slot_map(img: &Path, slots: &[Option<u32>]) {
     let (offset, extended, block) = {
-        let vol = Volume::open(FileDevice::open(img).unwrap(), OpenOptions::default()).unwrap();
+        let vol = Volume::open(FileDevice::open(img).unwrap(), MountOptions::default()).unwrap();
         let ino = vol.system_file("slot_map").unwrap();
         let offset = vol.physical_offset(ino, 0).unwrap().expect("slot map allocated");
         let info = vol.info();

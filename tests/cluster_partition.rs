@@ -793,7 +793,7 @@ fn a_network_partition_fences_the_minority_whose_writes_stop_before_the_majority
     let hb_slot_of_2 = |img: &Path| {
         let start = {
             let dev = ocfs2::FileDevice::open(img).unwrap();
-            let vol = ocfs2::Volume::open(dev, ocfs2::OpenOptions::default()).unwrap();
+            let vol = ocfs2::Volume::open(dev, ocfs2::MountOptions::default()).unwrap();
             vol.heartbeat_area().unwrap().start_byte
         };
         let mut sector = [0u8; 512];

@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use ocfs2::device::{open_device, BlockDevice, DeviceError, NbdAddress, NbdDevice, NbdNegotiation, NbdOptions};
-use ocfs2::{OpenOptions, Volume};
+use ocfs2::{MountOptions, Volume};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -393,7 +393,7 @@ fn a_volume_made_by_mkfs_ocfs2_opens_over_nbd_and_lists_like_debugfs() {
     mkfs_ocfs2(&img, &["-b", "4096", "-C", "4096", "-N", "4", "-L", "nbdvol"]);
     let server = Server::qemu(&scratch, &img, "vol", free_port(), &["-r"]);
     let dev = NbdDevice::connect(&server.url("vol")).expect("connect");
-    let vol = Volume::open(dev, OpenOptions::default()).expect("open the volume over NBD");
+    let vol = Volume::open(dev, MountOptions::default()).expect("open the volume over NBD");
     assert_eq!(vol.info().label, "nbdvol");
     assert_eq!(vol.info().max_slots, 4);
     let ours = our_listing(&vol, vol.info().root_blkno);
@@ -412,7 +412,7 @@ fn a_kernel_written_volume_reads_the_same_over_nbd_as_the_kernel_wrote_it() {
     let ok = Command::new("xz").arg("-dc").arg(data.join("kernel-4k.img.xz")).stdout(out).status().unwrap();
     assert!(ok.success(), "xz -dc kernel-4k.img.xz");
     let server = Server::qemu(&scratch, &img, "kernel", free_port(), &["-r"]);
-    let vol = Volume::open(NbdDevice::connect(&server.url("kernel")).unwrap(), OpenOptions::default()).unwrap();
+    let vol = Volume::open(NbdDevice::connect(&server.url("kernel")).unwrap(), MountOptions::default()).unwrap();
     assert_eq!(our_listing(&vol, vol.info().root_blkno), debugfs_listing(&img, "/"));
     // Every regular file of the kernel's manifest up to 8 MiB (a few hundred) hashes as the
     // kernel hashed it, read through NBD.

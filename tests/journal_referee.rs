@@ -22,7 +22,7 @@ use ocfs2::format::blockcheck::{self, INODE_CHECK_OFFSET};
 use ocfs2::format::constants::FEATURE_INCOMPAT_META_ECC;
 use ocfs2::format::dinode::Dinode;
 use ocfs2::format::jbd2::*;
-use ocfs2::fs::OpenOptions;
+use ocfs2::fs::MountOptions;
 use ocfs2::journal::*;
 use ocfs2::Volume;
 use std::collections::BTreeMap;
@@ -55,7 +55,7 @@ impl Vol {
 
     /// Finds the slot 0 journal with the read path.
     fn probe(path: &Path) -> Vol {
-        let vol = Volume::open_path(path, OpenOptions::default()).unwrap();
+        let vol = Volume::open_path(path, MountOptions::default()).unwrap();
         let bs = vol.geometry().block_size;
         let slot_runs = |ino: u64| {
             let size = vol.metadata(ino).unwrap().size;

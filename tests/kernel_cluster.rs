@@ -29,7 +29,7 @@ use ocfs2::cluster::heartbeat::{
 };
 use ocfs2::cluster::net::{Net, NetConfig, NetEvent, NetNode, NetTimeouts};
 use ocfs2::device::{BlockDevice, FileDevice, FileDeviceOptions};
-use ocfs2::fs::{OpenOptions, Volume};
+use ocfs2::fs::{MountOptions, Volume};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -336,7 +336,7 @@ fn cluster_conf(our_port: u16) -> String {
 }
 
 fn heartbeat_region(img: &Path) -> (String, HeartbeatRegion) {
-    let vol = Volume::open(FileDevice::open(img).expect("open image"), OpenOptions::default()).expect("open volume");
+    let vol = Volume::open(FileDevice::open(img).expect("open image"), MountOptions::default()).expect("open volume");
     let area = vol.heartbeat_area().expect("heartbeat area");
     (vol.info().uuid_hex(), HeartbeatRegion::new(area.start_byte, area.sector_size, area.blocks))
 }

@@ -16,7 +16,7 @@ mod common;
 
 use common::*;
 use ocfs2::mkfs::{mkfs, MkfsOptions, MountType};
-use ocfs2::{OpenOptions, Volume};
+use ocfs2::{MountOptions, Volume};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -175,7 +175,7 @@ fn check_variant(name: &str, format: Format) {
     let seed = seed();
     println!("{name}: seed {seed}");
     let mut rng = Rng::new(seed);
-    let vol = Volume::open_path(&img, OpenOptions::writable()).unwrap();
+    let vol = Volume::open_path(&img, MountOptions::writable()).unwrap();
     let made = build_tree(&vol, &mut rng);
     vol.close().unwrap();
     assert_fsck_clean(&img);
@@ -220,7 +220,7 @@ fn check_variant(name: &str, format: Format) {
     println!("{name}: we read the kernel's changes as it did ({} paths)", b.lines().count());
 
     // Our writer on what the kernel made.
-    let vol = Volume::open_path(&img, OpenOptions::writable()).unwrap();
+    let vol = Volume::open_path(&img, MountOptions::writable()).unwrap();
     let big = vol.resolve("/kdir/sub/big").unwrap();
     let mut data = vol.read_all(big).unwrap();
     let more = rng.bytes(70_000);

@@ -370,7 +370,7 @@ fn assert_indexes_complete(img: &Image) {
         "dx_dump // of {} counts entries wrongly:\n{dump}",
         img.path()
     );
-    let vol = ocfs2::Volume::open(FileDevice::open(&img.0).unwrap(), ocfs2::OpenOptions::default()).unwrap();
+    let vol = ocfs2::Volume::open(FileDevice::open(&img.0).unwrap(), ocfs2::MountOptions::default()).unwrap();
     let sys = vol.system_dir();
     for line in debugfs(img, "ls -l //").lines() {
         let w: Vec<&str> = line.split_whitespace().collect();

@@ -9,7 +9,7 @@
 mod common;
 
 use common::*;
-use ocfs2::{BlockDevice, DeviceError, FileType, OpenOptions, Volume};
+use ocfs2::{BlockDevice, DeviceError, FileType, MountOptions, Volume};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -122,7 +122,7 @@ fn walk(vol: &Volume) -> (usize, usize) {
 }
 
 fn fuzz_image(label: &str, image: Vec<u8>, cases: u64) {
-    let clean = Volume::open(ocfs2::MemDevice::from_bytes(image.clone()), OpenOptions::default())
+    let clean = Volume::open(ocfs2::MemDevice::from_bytes(image.clone()), MountOptions::default())
         .unwrap_or_else(|e| panic!("{label}: the clean image must open: {e}"));
     let bs = clean.geometry().block_size as usize;
     let (clean_paths, clean_errors) = walk(&clean);
@@ -182,7 +182,7 @@ fn fuzz_image(label: &str, image: Vec<u8>, cases: u64) {
         }
         let dev = Overlay { base: base.clone(), block_size: bs, patches: HashMap::from([(blkno, patch)]) };
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            match Volume::open(dev, OpenOptions::default()) {
+            match Volume::open(dev, MountOptions::default()) {
                 Ok(vol) => {
                     let (_, e) = walk(&vol);
                     (true, e)
@@ -235,7 +235,7 @@ fn metaecc_corrects_one_flipped_bit_and_reports_two() {
     let scratch = Scratch::new("fuzz-ecc");
     let image =
         mkfs_image(&scratch, "ecc", &["-b", "1024", "-C", "4096", "-N", "2", "-J", "size=4M", "--fs-features=metaecc"]);
-    let clean = Volume::open(ocfs2::MemDevice::from_bytes(image.clone()), OpenOptions::default()).unwrap();
+    let clean = Volume::open(ocfs2::MemDevice::from_bytes(image.clone()), MountOptions::default()).unwrap();
     let bs = clean.geometry().block_size as usize;
     let root = clean.root();
     let expect = clean.read_dir(root).unwrap();
@@ -260,13 +260,13 @@ fn metaecc_corrects_one_flipped_bit_and_reports_two() {
         two[(bit2 / 8) as usize] ^= 1 << (bit2 % 8);
         let vol = Volume::open(
             Overlay { base: base.clone(), block_size: bs, patches: HashMap::from([(root, one)]) },
-            OpenOptions::default(),
+            MountOptions::default(),
         )
         .unwrap();
         assert_eq!(vol.read_dir(root).unwrap(), expect, "one flipped bit ({bit}) is corrected (seed {seed})");
         let vol = Volume::open(
             Overlay { base: base.clone(), block_size: bs, patches: HashMap::from([(root, two)]) },
-            OpenOptions::default(),
+            MountOptions::default(),
         );
         let err = match vol {
             Err(e) => e,

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use ocfs2::{OpenOptions, Volume};
+use ocfs2::{MountOptions, Volume};
 use std::path::Path;
 use std::process::Command;
 
@@ -52,7 +52,7 @@ fn our_df(img: &Path) -> (u64, u64, u64) {
 
 fn check_image(img: &Path, block: u32, cluster: u32, slots: u16, local: bool) {
     let case = format!("-b {block} -C {cluster} -N {slots} local={local}");
-    let vol = Volume::open_path(img, OpenOptions::default()).unwrap_or_else(|e| panic!("{case}: open: {e}"));
+    let vol = Volume::open_path(img, MountOptions::default()).unwrap_or_else(|e| panic!("{case}: open: {e}"));
     let info = vol.info();
     assert_eq!((info.block_size, info.cluster_size, info.max_slots), (block, cluster, slots), "{case}");
     assert_eq!(info.is_local(), local, "{case}");
@@ -122,7 +122,7 @@ fn a_file_that_is_not_ocfs2_is_refused_with_a_clear_error() {
     let scratch = Scratch::new("read-notocfs2");
     let img = scratch.path("zero.img");
     sparse_image(&img, 16 << 20);
-    let err = Volume::open_path(&img, OpenOptions::default()).err().expect("must fail");
+    let err = Volume::open_path(&img, MountOptions::default()).err().expect("must fail");
     assert_eq!(err.errno(), libc_einval());
     assert!(err.to_string().contains("not an OCFS2 volume"), "{err}");
 }

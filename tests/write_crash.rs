@@ -9,7 +9,7 @@ mod common;
 
 use common::*;
 use ocfs2::device::{FaultKind, FaultPlan};
-use ocfs2::{BlockDevice, FaultDevice, FileType, MemDevice, OpenOptions, Volume};
+use ocfs2::{BlockDevice, FaultDevice, FileType, MemDevice, MountOptions, Volume};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -43,7 +43,7 @@ fn read_tree(vol: &Volume) -> Tree {
 fn workload(dev: Arc<FaultDevice<MemDevice>>, seed: u64, ops: usize) -> (Vec<Tree>, Vec<Option<u64>>) {
     let mut states = vec![Tree::new()];
     let mut writes = vec![Some(0)];
-    let Ok(vol) = Volume::open(dev.clone() as Arc<dyn BlockDevice>, OpenOptions::writable()) else {
+    let Ok(vol) = Volume::open(dev.clone() as Arc<dyn BlockDevice>, MountOptions::writable()) else {
         return (states, writes);
     };
     writes[0] = Some(dev.writes());
@@ -134,7 +134,7 @@ fn a_crash_at_any_write_keeps_every_operation_atomic() {
         let what = format!("seed {seed} trial {trial}: crash after write {last} of {writes}, torn {torn:?}");
 
         std::fs::write(&img, &crashed).unwrap();
-        let vol = Volume::open_path(&img, OpenOptions::writable()).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let vol = Volume::open_path(&img, MountOptions::writable()).unwrap_or_else(|e| panic!("{what}: {e}"));
         let ours = read_tree(&vol);
         vol.close().unwrap();
         no_problems(&img, &format!("{what}, our replay"));
@@ -152,7 +152,7 @@ fn a_crash_at_any_write_keeps_every_operation_atomic() {
         std::fs::write(&img, &crashed).unwrap();
         let out = fsck_fy(&img);
         no_problems(&img, &format!("{what}, fsck -fy:\n{out}"));
-        let theirs = read_tree(&Volume::open_path(&img, OpenOptions::default()).unwrap());
+        let theirs = read_tree(&Volume::open_path(&img, MountOptions::default()).unwrap());
         assert_eq!(theirs, states[k], "{what}: fsck.ocfs2's replay and ours agree (after {k} operations)");
     }
 }

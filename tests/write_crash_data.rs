@@ -11,7 +11,7 @@ mod common;
 
 use common::*;
 use ocfs2::device::{FaultKind, FaultPlan};
-use ocfs2::{BlockDevice, FaultDevice, MemDevice, OpenOptions, Volume};
+use ocfs2::{BlockDevice, FaultDevice, MemDevice, MountOptions, Volume};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -32,7 +32,7 @@ struct Run {
 
 fn workload(dev: Arc<FaultDevice<MemDevice>>, seed: u64) -> Run {
     let mut run = Run { states: Vec::new(), touched: vec![usize::MAX], writes: Vec::new() };
-    let vol = match Volume::open(dev.clone() as Arc<dyn BlockDevice>, OpenOptions::writable()) {
+    let vol = match Volume::open(dev.clone() as Arc<dyn BlockDevice>, MountOptions::writable()) {
         Ok(v) => v,
         Err(_) => return run,
     };
@@ -117,7 +117,7 @@ fn no_problems(img: &Path, known: &[String], what: &str) {
 
 /// The files as a fresh open reads them (`None` for a file that does not exist).
 fn read_files(img: &Path, what: &str) -> Vec<Option<Vec<u8>>> {
-    let vol = Volume::open_path(img, OpenOptions::default()).unwrap_or_else(|e| panic!("{what}: open: {e}"));
+    let vol = Volume::open_path(img, MountOptions::default()).unwrap_or_else(|e| panic!("{what}: open: {e}"));
     (0..FILES)
         .map(|i| {
             let ino = vol.lookup(vol.root(), format!("file{i}").as_bytes()).ok()?;
@@ -161,7 +161,7 @@ fn synced_file_data_survives_a_crash_at_any_write() {
     // Free space holds old bytes on a real device: fill most of it through a file that is then
     // deleted, so that stale bytes would show if ever exposed.
     {
-        let vol = Volume::open_path(&img, OpenOptions::writable()).unwrap();
+        let vol = Volume::open_path(&img, MountOptions::writable()).unwrap();
         let junk = vol.create(vol.root(), b"junk", 0o644).unwrap();
         let noise: Vec<u8> = (0..1u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8 | 1).collect();
         for mb in 0..28u64 {
@@ -196,7 +196,7 @@ fn synced_file_data_survives_a_crash_at_any_write() {
         let what = format!("seed {seed} trial {trial}: crash after write {last} of {writes}, torn {torn:?}");
 
         std::fs::write(&img, &crashed).unwrap();
-        Volume::open_path(&img, OpenOptions::writable())
+        Volume::open_path(&img, MountOptions::writable())
             .and_then(|v| v.close())
             .unwrap_or_else(|e| panic!("{what}: our recovery: {e}"));
         no_problems(&img, &known, &format!("{what}, after our replay"));
@@ -206,6 +206,9 @@ fn synced_file_data_survives_a_crash_at_any_write() {
         let out = fsck_fy(&img);
         no_problems(&img, &known, &format!("{what}, after fsck -fy:\n{out}"));
         check_files(&read_files(&img, &what), &full, durable, &format!("{what}, fsck.ocfs2's replay"));
+        if (trial + 1) % 100 == 0 {
+            eprintln!("{} of {runs} crash points clean", trial + 1);
+        }
     }
     println!(
         "{runs} crash points ({torn_runs} with a torn last write) among {writes} writes: every time clean after \

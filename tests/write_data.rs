@@ -11,7 +11,7 @@
 mod common;
 
 use common::*;
-use ocfs2::{OpenOptions, Volume};
+use ocfs2::{MountOptions, Volume};
 use std::path::Path;
 
 struct Case {
@@ -116,7 +116,7 @@ fn run_case(case: &Case, ops: usize) {
     let cluster = u64::from(case.cluster);
     // Offsets stay below this, so that non-sparse volumes (which fill every gap) keep room.
     let limit = if allowed.sparse { 40 * cluster.max(1 << 20) } else { 24 << 20 };
-    let vol = Volume::open_path(&img, OpenOptions::writable()).unwrap();
+    let vol = Volume::open_path(&img, MountOptions::writable()).unwrap();
     let root = vol.root();
     // Files spread over the root and three directories (one nested); (directory, name) of
     // each, and (name, inode, contents) as the checks want them.
@@ -229,7 +229,7 @@ fn run_case(case: &Case, ops: usize) {
     assert_fsck_as_fresh(&img, &fresh);
     check_with_debugfs(&img, &dir, &files, case.name);
     // Our reader again, on a fresh open after the close.
-    let vol = Volume::open_path(&img, OpenOptions::default()).unwrap();
+    let vol = Volume::open_path(&img, MountOptions::default()).unwrap();
     for (_, ino, model) in &files {
         check_file(&vol, *ino, model, case.name);
     }
@@ -272,7 +272,7 @@ fn fragmented_files_grow_deep_extent_trees_and_shrink_back() {
     sparse_image(&img, 256 << 20);
     mkfs_ocfs2(&img, &["-M", "local", "-b", "512", "-C", "4096", "-N", "1", "--fs-features", "noinline-data"]);
     let fresh = fsck_problem_lines(&img);
-    let vol = Volume::open_path(&img, OpenOptions::writable()).unwrap();
+    let vol = Volume::open_path(&img, MountOptions::writable()).unwrap();
     let root = vol.root();
     let ino = vol.create(root, b"holes", 0o644).unwrap();
     let other = vol.create(root, b"other", 0o644).unwrap();
@@ -297,7 +297,7 @@ fn fragmented_files_grow_deep_extent_trees_and_shrink_back() {
     assert_fsck_as_fresh(&img, &fresh);
     check_with_debugfs(&img, &dir, &[("holes".into(), ino, model.clone())], "deep");
 
-    let vol = Volume::open_path(&img, OpenOptions::writable()).unwrap();
+    let vol = Volume::open_path(&img, MountOptions::writable()).unwrap();
     for keep in [3_000_000u64, 1_000_000, 40_000, 0] {
         vol.truncate(ino, keep).unwrap();
         model.truncate(keep as usize);
@@ -319,7 +319,7 @@ fn threads_write_and_read_at_once_and_readers_see_whole_writes() {
     let img = dir.path("threads.img");
     sparse_image(&img, 256 << 20);
     mkfs_ocfs2(&img, &["-M", "local", "-b", "4096", "-C", "4096", "-N", "2"]);
-    let vol = std::sync::Arc::new(Volume::open_path(&img, OpenOptions::writable()).unwrap());
+    let vol = std::sync::Arc::new(Volume::open_path(&img, MountOptions::writable()).unwrap());
     let root = vol.root();
     let shared = vol.create(root, b"shared", 0o644).unwrap();
     vol.write(shared, 0, &[0u8; 100_000]).unwrap();

@@ -15,7 +15,7 @@ use common::*;
 use ocfs2::device::{FaultKind, FaultPlan};
 use ocfs2::format::dx::{dx_hash, dx_seeds};
 use ocfs2::mkfs::{mkfs, FeatureRequest, MkfsOptions, MountType};
-use ocfs2::{BlockDevice, FaultDevice, FileDevice, MemDevice, OpenOptions, Volume};
+use ocfs2::{BlockDevice, FaultDevice, FileDevice, MemDevice, MountOptions, Volume};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
@@ -313,7 +313,7 @@ fn exercise(img: &Path, what: &str, sizes: &Sizes) {
     println!("{what}: seed {seed} (replay with OCFS2_TEST_SEED={seed})");
     let mut rng = Rng::new(seed);
     let dev = Arc::new(MemDevice::from_bytes(std::fs::read(img).unwrap()));
-    let vol = Volume::open(dev.clone(), OpenOptions::writable()).unwrap();
+    let vol = Volume::open(dev.clone(), MountOptions::writable()).unwrap();
     let root = vol.root();
     let mut m = Model::new();
     let mut dirs = Vec::new();
@@ -343,7 +343,7 @@ fn exercise(img: &Path, what: &str, sizes: &Sizes) {
 
     // On the file itself: empty one small directory (whose index has leaves by now) and
     // remove it, so that its index is freed, then add and remove a few more names.
-    let vol = Volume::open_path(img, OpenOptions::writable()).unwrap();
+    let vol = Volume::open_path(img, MountOptions::writable()).unwrap();
     let victim = dirs[dirs.len() - 1];
     let names: Vec<(Vec<u8>, bool)> = m[&victim].iter().map(|(n, &(_, d))| (n.clone(), d)).collect();
     for (name, is_dir) in names {
@@ -461,7 +461,7 @@ fn fifty_thousand_names_in_one_directory() {
     println!("50k: seed {seed} (replay with OCFS2_TEST_SEED={seed})");
     let mut rng = Rng::new(seed);
     let dev = Arc::new(MemDevice::from_bytes(std::fs::read(&img).unwrap()));
-    let vol = Volume::open(dev.clone(), OpenOptions::writable()).unwrap();
+    let vol = Volume::open(dev.clone(), MountOptions::writable()).unwrap();
     let dir = vol.mkdir(vol.root(), b"many", 0o755).unwrap();
     let mut m = Model::new();
     m.insert(dir, BTreeMap::new());
@@ -513,7 +513,7 @@ fn an_index_outgrowing_its_root_grows_a_deeper_tree() {
     println!("deep: seed {seed} (replay with OCFS2_TEST_SEED={seed})");
     let mut rng = Rng::new(seed);
     let dev = Arc::new(MemDevice::from_bytes(std::fs::read(&img).unwrap()));
-    let vol = Volume::open(dev.clone(), OpenOptions::writable()).unwrap();
+    let vol = Volume::open(dev.clone(), MountOptions::writable()).unwrap();
     let dir = vol.mkdir(vol.root(), b"deep", 0o755).unwrap();
     let mut m = Model::new();
     m.insert(dir, BTreeMap::new());
@@ -554,7 +554,7 @@ fn crash_workload(
 ) -> (Vec<BTreeSet<Vec<u8>>>, Vec<Option<u64>>) {
     let mut states = vec![BTreeSet::new()];
     let mut writes = vec![None];
-    let Ok(vol) = Volume::open(dev.clone() as Arc<dyn BlockDevice>, OpenOptions::writable()) else {
+    let Ok(vol) = Volume::open(dev.clone() as Arc<dyn BlockDevice>, MountOptions::writable()) else {
         return (states, writes);
     };
     let Ok(dir) = vol.mkdir(vol.root(), b"d", 0o755) else {
@@ -626,7 +626,7 @@ fn a_crash_at_any_write_leaves_the_index_whole() {
         let durable = done.iter().rposition(|w| w.is_some_and(|w| w <= landed));
         let what = format!("seed {seed} trial {trial}: crash after write {last} of {writes}, torn {torn:?}");
         std::fs::write(&img, dev.inner().to_bytes()).unwrap();
-        let vol = Volume::open_path(&img, OpenOptions::writable()).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let vol = Volume::open_path(&img, MountOptions::writable()).unwrap_or_else(|e| panic!("{what}: {e}"));
         let kept = vol.lookup(vol.root(), b"d").ok().map(|dir| {
             let names = names_of(&vol, dir);
             for n in &names {
@@ -689,7 +689,7 @@ fn the_kernel_reads_and_changes_our_indexed_directories() {
     let seed = seed();
     println!("kernel: seed {seed} (replay with OCFS2_TEST_SEED={seed})");
     let mut rng = Rng::new(seed);
-    let vol = Volume::open_path(&img, OpenOptions::writable()).unwrap();
+    let vol = Volume::open_path(&img, MountOptions::writable()).unwrap();
     let root = vol.root();
     let mut m = Model::new();
     let mut dirs = Vec::new();
@@ -749,7 +749,7 @@ fn the_kernel_reads_and_changes_our_indexed_directories() {
     println!("kernel: the kernel counted and found our names");
 
     // The kernel's changes as we read them, then ours on top of them.
-    let vol = Volume::open_path(&img, OpenOptions::writable()).unwrap();
+    let vol = Volume::open_path(&img, MountOptions::writable()).unwrap();
     for n in &removed {
         m.get_mut(&big).unwrap().remove(n);
     }
@@ -785,7 +785,7 @@ fn the_kernel_reads_and_changes_our_indexed_directories() {
 fn an_inline_root_that_outgrows_its_inode_becomes_indexed() {
     let s = Scratch::new("write-dx-root");
     let img = tools_image(&s, "root", 128, &["-M", "local", "-b", "4096", "-N", "2"]);
-    let vol = Volume::open_path(&img, OpenOptions::writable()).unwrap();
+    let vol = Volume::open_path(&img, MountOptions::writable()).unwrap();
     let root = vol.root();
     let made: Vec<String> = (0..300).map(|i| format!("file-with-a-longish-name-{i:04}")).collect();
     for name in &made {
@@ -800,7 +800,7 @@ fn an_inline_root_that_outgrows_its_inode_becomes_indexed() {
     for name in &made {
         assert!(listed.contains(name), "debugfs lists {name}");
     }
-    let vol = Volume::open_path(&img, OpenOptions::writable()).unwrap();
+    let vol = Volume::open_path(&img, MountOptions::writable()).unwrap();
     for name in &made {
         vol.unlink(root, name.as_bytes()).unwrap();
     }

@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use ocfs2::device::{FaultKind, FaultPlan};
-use ocfs2::{BlockDevice, FaultDevice, MemDevice, OpenOptions, Volume};
+use ocfs2::{BlockDevice, FaultDevice, MemDevice, MountOptions, Volume};
 use std::sync::Arc;
 
 fn image(s: &Scratch, name: &str, size_mb: u64) -> std::path::PathBuf {
@@ -22,7 +22,7 @@ fn image(s: &Scratch, name: &str, size_mb: u64) -> std::path::PathBuf {
 fn a_full_volume_gives_enospc_and_still_deletes_and_writes() {
     let s = Scratch::new("write-fail-enospc");
     let img = image(&s, "full.img", 64);
-    let vol = Volume::open_path(&img, OpenOptions::writable()).unwrap();
+    let vol = Volume::open_path(&img, MountOptions::writable()).unwrap();
     let root = vol.root();
     let keep = vol.create(root, b"keep", 0o644).unwrap();
     let kept = Rng::new(7).bytes(300_000);
@@ -53,7 +53,7 @@ fn a_full_volume_gives_enospc_and_still_deletes_and_writes() {
     assert_fsck_clean(&img);
 
     // A full volume still deletes, and the space comes back.
-    let vol = Volume::open_path(&img, OpenOptions::writable()).unwrap();
+    let vol = Volume::open_path(&img, MountOptions::writable()).unwrap();
     let before = vol.statfs().unwrap().free_clusters;
     for name in files.iter().take(3) {
         vol.unlink(root, name.as_bytes()).unwrap();
@@ -68,7 +68,7 @@ fn a_full_volume_gives_enospc_and_still_deletes_and_writes() {
 /// Runs `op` on a volume whose device fails the `n`-th write from now; returns the error.
 fn with_failed_write(img: &std::path::Path, skip: u64, op: impl Fn(&Volume) -> ocfs2::fs::Result<()>) -> ocfs2::Error {
     let dev = Arc::new(FaultDevice::new(MemDevice::from_bytes(std::fs::read(img).unwrap()), FaultPlan::new()));
-    let vol = Volume::open(dev.clone() as Arc<dyn BlockDevice>, OpenOptions::writable()).unwrap();
+    let vol = Volume::open(dev.clone() as Arc<dyn BlockDevice>, MountOptions::writable()).unwrap();
     dev.set_plan(FaultPlan::new().with(FaultKind::FailWrite(dev.writes() + skip)));
     let err = op(&vol).expect_err("the failed write reaches the caller");
     dev.set_plan(FaultPlan::new());
@@ -83,7 +83,7 @@ fn device_errors_reach_the_caller_as_eio_and_lose_nothing() {
     let img = image(&s, "eio.img", 64);
     let old = Rng::new(1).bytes(50_000);
     {
-        let vol = Volume::open_path(&img, OpenOptions::writable()).unwrap();
+        let vol = Volume::open_path(&img, MountOptions::writable()).unwrap();
         let ino = vol.create(vol.root(), b"old", 0o644).unwrap();
         vol.write(ino, 0, &old).unwrap();
         vol.close().unwrap();
@@ -98,7 +98,7 @@ fn device_errors_reach_the_caller_as_eio_and_lose_nothing() {
         });
         assert_eq!(err.errno(), libc::EIO, "failed write {skip}: {err}");
         // Recovery by a fresh open, and the file is either as before or fully extended.
-        let vol = Volume::open_path(&img, OpenOptions::writable()).unwrap();
+        let vol = Volume::open_path(&img, MountOptions::writable()).unwrap();
         let got = vol.read_all(vol.resolve("/old").unwrap()).unwrap();
         assert!(
             got == old || (got.len() == 70_000 && got[..50_000] == old[..] && got[50_000..].iter().all(|&b| b == 7)),
@@ -119,7 +119,7 @@ fn device_errors_reach_the_caller_as_eio_and_lose_nothing() {
 fn data_operations_on_the_wrong_kind_of_file_fail_cleanly() {
     let s = Scratch::new("write-fail-kinds");
     let img = image(&s, "kinds.img", 64);
-    let vol = Volume::open_path(&img, OpenOptions::writable()).unwrap();
+    let vol = Volume::open_path(&img, MountOptions::writable()).unwrap();
     let root = vol.root();
     let dir = vol.mkdir(root, b"d", 0o755).unwrap();
     let file = vol.create(root, b"f", 0o644).unwrap();

@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use ocfs2::mkfs::{mkfs, FeatureRequest, MkfsOptions, MountType};
-use ocfs2::{FileDevice, FileType, OpenOptions, Volume};
+use ocfs2::{FileDevice, FileType, MountOptions, Volume};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -115,7 +115,7 @@ fn run_model(img: &Path, what: &str, ops: usize) {
     let seed = seed();
     println!("{what}: seed {seed}");
     let mut rng = Rng::new(seed);
-    let mut vol = Volume::open_path(img, OpenOptions::writable()).unwrap();
+    let mut vol = Volume::open_path(img, MountOptions::writable()).unwrap();
     let root = vol.root();
     let mut m = Model::default();
     let base: BTreeMap<Vec<u8>, (u64, bool)> = vol
@@ -219,7 +219,7 @@ fn run_model(img: &Path, what: &str, ops: usize) {
             90..=93 => {
                 vol.close().unwrap_or_else(|e| panic!("{w}: close: {e}"));
                 check_with_debugfs(img, &m, &w);
-                vol = Volume::open_path(img, OpenOptions::writable()).unwrap();
+                vol = Volume::open_path(img, MountOptions::writable()).unwrap();
             }
             _ => check_dir(&vol, &m, dir, &w),
         }
@@ -248,7 +248,7 @@ fn run_model(img: &Path, what: &str, ops: usize) {
     vol.close().unwrap();
     check_with_debugfs(img, &m, what);
     assert_no_problems(img, &known);
-    let vol = Volume::open_path(img, OpenOptions::writable()).unwrap();
+    let vol = Volume::open_path(img, MountOptions::writable()).unwrap();
     let names: Vec<(Vec<u8>, (u64, bool))> = m.dirs[&big].iter().map(|(n, v)| (n.clone(), *v)).collect();
     for (k, (name, (ino, is_dir))) in names.into_iter().enumerate() {
         if is_dir { vol.rmdir(big, &name) } else { vol.unlink(big, &name) }.unwrap();

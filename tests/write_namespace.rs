@@ -23,7 +23,7 @@ use common::*;
 use ocfs2::device::{FaultKind, FaultPlan};
 use ocfs2::fs::{dev_makedev, SetAttr, Timestamp};
 use ocfs2::mkfs::{mkfs, FeatureRequest, MkfsOptions, MountType};
-use ocfs2::{BlockDevice, FaultDevice, FileDevice, FileType, MemDevice, OpenOptions, Volume};
+use ocfs2::{BlockDevice, FaultDevice, FileDevice, FileType, MemDevice, MountOptions, Volume};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -468,7 +468,7 @@ fn run_model(img: &Path, what: &str, ops: usize, block_size: u64) {
     let seed = seed();
     println!("{what}: seed {seed}");
     let mut rng = Rng::new(seed);
-    let mut vol = Volume::open_path(img, OpenOptions::writable()).unwrap();
+    let mut vol = Volume::open_path(img, MountOptions::writable()).unwrap();
     let root = vol.root();
     let mut m = Model::default();
     m.dirs.insert(root, BTreeMap::new());
@@ -769,7 +769,7 @@ fn run_model(img: &Path, what: &str, ops: usize, block_size: u64) {
                 *seen.entry("checkpoints").or_default() += 1;
                 // The holds die with the closed volume: their orphans wait for the next open.
                 m.holds.clear();
-                vol = Volume::open_path(img, OpenOptions::writable()).unwrap();
+                vol = Volume::open_path(img, MountOptions::writable()).unwrap();
                 for ino in std::mem::take(&mut m.orphans) {
                     m.nodes.remove(&ino);
                     assert!(vol.metadata(ino).is_err(), "{w}: the open freed orphan {ino}");
@@ -909,7 +909,7 @@ fn snapshot(vol: &Volume, dirs: &[u64]) -> Vec<Vec<(Vec<u8>, u64)>> {
 fn each_refused_operation_gives_its_errno_and_changes_nothing() {
     let s = Scratch::new("write-namespace-refusals");
     let img = tools_volume(&s, "refusals", &["--fs-features=noindexed-dirs"]);
-    let vol = Volume::open_path(&img, OpenOptions::writable()).unwrap();
+    let vol = Volume::open_path(&img, MountOptions::writable()).unwrap();
     let root = vol.root();
     let d = vol.mkdir(root, b"d", 0o755).unwrap();
     let sub = vol.mkdir(d, b"sub", 0o755).unwrap();
@@ -1003,7 +1003,7 @@ fn patch_links(img: &Path, ino: u64, links: u16) {
 fn links_stop_at_the_volume_limit_with_emlink() {
     let s = Scratch::new("write-namespace-emlink");
     let img = tools_volume(&s, "emlink", &["--fs-features=noindexed-dirs"]);
-    let vol = Volume::open_path(&img, OpenOptions::writable()).unwrap();
+    let vol = Volume::open_path(&img, MountOptions::writable()).unwrap();
     let root = vol.root();
     let f = vol.create(root, b"f", 0o644).unwrap();
     let full = vol.mkdir(root, b"full", 0o755).unwrap();
@@ -1014,7 +1014,7 @@ fn links_stop_at_the_volume_limit_with_emlink() {
     patch_links(&img, f, 32000);
     patch_links(&img, full, 32000);
     assert!(debugfs(&img, &format!("stat <{f}>")).contains("Links: 32000"));
-    let vol = Volume::open_path(&img, OpenOptions::writable()).unwrap();
+    let vol = Volume::open_path(&img, MountOptions::writable()).unwrap();
     expect_err(vol.link(f, root, b"one-more"), EMLINK, "link of a file at the limit");
     expect_err(vol.mkdir(full, b"sub", 0o755).map(drop), EMLINK, "mkdir in a directory at the limit");
     expect_err(vol.rename(other, b"mover", full, b"mover"), EMLINK, "rename of a directory into one at the limit");
@@ -1025,7 +1025,7 @@ fn links_stop_at_the_volume_limit_with_emlink() {
     patch_links(&img, f, 1);
     patch_links(&img, full, 2);
     assert_fsck_clean(&img);
-    let vol = Volume::open_path(&img, OpenOptions::writable()).unwrap();
+    let vol = Volume::open_path(&img, MountOptions::writable()).unwrap();
     vol.link(f, root, b"one-more").unwrap();
     vol.rename(other, b"mover", full, b"mover").unwrap();
     assert_eq!(vol.metadata(full).unwrap().nlink, 3);
@@ -1078,9 +1078,9 @@ fn orphan_names(o: &Orphans) -> BTreeMap<u64, String> {
 fn a_held_inode_outlives_its_names_and_goes_with_its_last_hold() {
     let s = Scratch::new("write-namespace-orphans");
     let img = tools_volume(&s, "orphans", &[]);
-    Volume::open_path(&img, OpenOptions::writable()).unwrap().close().unwrap();
+    Volume::open_path(&img, MountOptions::writable()).unwrap().close().unwrap();
     let base = usage(&img);
-    let vol = Volume::open_path(&img, OpenOptions::writable()).unwrap();
+    let vol = Volume::open_path(&img, MountOptions::writable()).unwrap();
     let (o, holds) = make_orphans(&vol);
     let mut holds = holds.into_iter();
     let (file_a, file_b, link, replaced) =
@@ -1111,9 +1111,9 @@ fn a_held_inode_outlives_its_names_and_goes_with_its_last_hold() {
 fn orphans_of_a_closed_volume_show_in_the_orphan_directory_and_go_at_the_next_open() {
     let s = Scratch::new("write-namespace-orphans-closed");
     let img = tools_volume(&s, "closed", &[]);
-    Volume::open_path(&img, OpenOptions::writable()).unwrap().close().unwrap();
+    Volume::open_path(&img, MountOptions::writable()).unwrap().close().unwrap();
     let base = usage(&img);
-    let vol = Volume::open_path(&img, OpenOptions::writable()).unwrap();
+    let vol = Volume::open_path(&img, MountOptions::writable()).unwrap();
     let (o, holds) = make_orphans(&vol);
     // Closing with holds left writes everything home; the orphans stay where the kernel
     // keeps them while a file is open.
@@ -1131,7 +1131,7 @@ fn orphans_of_a_closed_volume_show_in_the_orphan_directory_and_go_at_the_next_op
     assert!(usage(&img).0 > base.0);
     drop(holds); // the volume is closed: nothing is written
     assert_eq!(debugfs_orphans(&img), orphan_names(&o));
-    let vol = Volume::open_path(&img, OpenOptions::writable()).unwrap();
+    let vol = Volume::open_path(&img, MountOptions::writable()).unwrap();
     for ino in [o.file, o.link, o.replaced] {
         assert!(vol.metadata(ino).is_err(), "the open freed orphan {ino}");
     }
@@ -1149,16 +1149,16 @@ fn orphans_left_by_a_crash_are_freed_when_the_slot_is_opened_again() {
         [("crash-4k", &[][..]), ("crash-noinline", &["--fs-features=noinline-data,noindexed-dirs"][..])]
     {
         let img = tools_volume(&s, case, extra);
-        Volume::open_path(&img, OpenOptions::writable()).unwrap().close().unwrap();
+        Volume::open_path(&img, MountOptions::writable()).unwrap().close().unwrap();
         let base = usage(&img);
-        let vol = Volume::open_path(&img, OpenOptions::writable()).unwrap();
+        let vol = Volume::open_path(&img, MountOptions::writable()).unwrap();
         let (o, holds) = make_orphans(&vol);
         // The operations reach the journal; then the process dies: no close, no last hold,
         // the journal still dirty.
         vol.sync().unwrap();
         std::mem::forget(holds);
         std::mem::forget(vol);
-        let vol = Volume::open_path(&img, OpenOptions::writable()).unwrap();
+        let vol = Volume::open_path(&img, MountOptions::writable()).unwrap();
         for ino in [o.file, o.link, o.replaced] {
             assert!(vol.metadata(ino).is_err(), "{case}: the open freed orphan {ino}");
         }
@@ -1178,7 +1178,7 @@ fn orphans_left_by_a_crash_are_freed_when_the_slot_is_opened_again() {
 fn threads_changing_names_at_once_leave_a_consistent_volume() {
     let s = Scratch::new("write-namespace-threads");
     let img = tools_volume(&s, "threads", &["--fs-features=noindexed-dirs"]);
-    let vol = Volume::open_path(&img, OpenOptions::writable()).unwrap();
+    let vol = Volume::open_path(&img, MountOptions::writable()).unwrap();
     let root = vol.root();
     let tops: Vec<u64> = ["A", "B", "C"].iter().map(|n| vol.mkdir(root, n.as_bytes(), 0o755).unwrap()).collect();
     let seed = seed();
@@ -1291,7 +1291,7 @@ fn patch_slot_map(img: &Path, slot: u64, node: u32) {
 fn orphans_of_a_slot_recovered_at_open_are_freed_too() {
     let s = Scratch::new("write-namespace-orphans-slot");
     let img = tools_volume(&s, "slot", &[]);
-    let in_slot_1 = OpenOptions { preferred_slot: Some(1), ..OpenOptions::writable() };
+    let in_slot_1 = MountOptions { preferred_slot: Some(1), ..MountOptions::writable() };
     // Warm slot 1 up, so that its inode allocator has its group before the baseline.
     let vol = Volume::open_path(&img, in_slot_1.clone()).unwrap();
     assert_eq!(vol.slot(), Some(1));
@@ -1306,7 +1306,7 @@ fn orphans_of_a_slot_recovered_at_open_are_freed_too() {
     std::mem::forget(vol);
     // The node in slot 1 was another one, now dead: this open takes slot 0 and recovers 1.
     patch_slot_map(&img, 1, 5);
-    let vol = Volume::open_path(&img, OpenOptions::writable()).unwrap();
+    let vol = Volume::open_path(&img, MountOptions::writable()).unwrap();
     assert_eq!(vol.slot(), Some(0));
     for ino in [o.file, o.link, o.replaced] {
         assert!(vol.metadata(ino).is_err(), "the open freed orphan {ino} of slot 1");
@@ -1401,7 +1401,7 @@ fn split(path: &str) -> (&str, &str) {
 fn namespace_workload(dev: Arc<FaultDevice<MemDevice>>, seed: u64, ops: usize) -> (Vec<Shape>, Vec<Option<u64>>) {
     let mut shapes = vec![Shape::new()];
     let mut writes = vec![Some(0)];
-    let Ok(vol) = Volume::open(dev.clone() as Arc<dyn BlockDevice>, OpenOptions::writable()) else {
+    let Ok(vol) = Volume::open(dev.clone() as Arc<dyn BlockDevice>, MountOptions::writable()) else {
         return (shapes, writes);
     };
     writes[0] = Some(dev.writes());
@@ -1570,7 +1570,7 @@ fn a_crash_at_any_write_keeps_every_rename_link_and_orphan_atomic() {
         let durable = done.iter().rposition(|w| w.is_some_and(|w| w <= landed)).unwrap_or(0);
         let what = format!("seed {seed} trial {trial}: crash after write {last} of {writes}, torn {torn:?}");
         std::fs::write(&img, dev.inner().to_bytes()).unwrap();
-        let vol = Volume::open_path(&img, OpenOptions::writable()).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let vol = Volume::open_path(&img, MountOptions::writable()).unwrap_or_else(|e| panic!("{what}: {e}"));
         let ours = read_shape(&vol);
         vol.close().unwrap();
         assert!(debugfs_orphans(&img).is_empty(), "{what}: the open freed every orphan");

@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use ocfs2::device::{FaultKind, FaultPlan};
 use ocfs2::mkfs::{mkfs, MkfsOptions, MountType};
-use ocfs2::{FaultDevice, FileDevice, MemDevice, OpenOptions, Volume};
+use ocfs2::{FaultDevice, FileDevice, MemDevice, MountOptions, Volume};
 use std::path::Path;
 
 /// The (slot, node) rows `debugfs.ocfs2 -R slotmap` prints.
@@ -49,7 +49,7 @@ fn journal_state(img: &Path, slot: u16) -> (bool, u32) {
 }
 
 fn open_rw(img: &Path) -> Volume {
-    Volume::open_path(img, OpenOptions::writable()).unwrap_or_else(|e| panic!("writable open of {img:?}: {e}"))
+    Volume::open_path(img, MountOptions::writable()).unwrap_or_else(|e| panic!("writable open of {img:?}: {e}"))
 }
 
 fn check_open_close(img: &Path, what: &str) {
@@ -162,10 +162,10 @@ fn a_cluster_volume_held_by_another_node_is_refused_for_writing() {
     use std::os::unix::fs::FileExt;
     f.write_all_at(&[1, 0, 0, 0, 7, 0, 0, 0], blkno * bs + 8).unwrap();
     assert_eq!(slotmap(&img), vec![(1, 7)]);
-    let err = Volume::open_path(&img, OpenOptions::writable()).err().expect("refused");
+    let err = Volume::open_path(&img, MountOptions::writable()).err().expect("refused");
     assert_eq!(err.errno(), libc_ebusy(), "{err}");
     assert_eq!(slotmap(&img), vec![(1, 7)], "nothing written");
-    Volume::open_path(&img, OpenOptions::default()).expect("read-only open still works");
+    Volume::open_path(&img, MountOptions::default()).expect("read-only open still works");
 }
 
 fn libc_ebusy() -> i32 {
@@ -178,10 +178,10 @@ fn volumes_with_quotas_are_refused_for_writing() {
     let img = s.path("quota.img");
     sparse_image(&img, 128 << 20);
     mkfs_ocfs2(&img, &["-M", "local", "-N", "1", "--fs-features=usrquota"]);
-    let err = Volume::open_path(&img, OpenOptions::writable()).err().expect("refused");
+    let err = Volume::open_path(&img, MountOptions::writable()).err().expect("refused");
     assert_eq!(err.errno(), 95, "EOPNOTSUPP: {err}");
     assert!(slotmap(&img).is_empty());
-    Volume::open_path(&img, OpenOptions::default()).expect("read-only open still works");
+    Volume::open_path(&img, MountOptions::default()).expect("read-only open still works");
 }
 
 #[test]
@@ -193,7 +193,7 @@ fn a_failed_metadata_write_stops_the_volume() {
     let image = std::fs::read(&img).unwrap();
     // Count the writes a clean open and close make.
     let probe = std::sync::Arc::new(FaultDevice::new(MemDevice::from_bytes(image.clone()), FaultPlan::new()));
-    Volume::open(probe.clone(), OpenOptions::writable()).unwrap().close().unwrap();
+    Volume::open(probe.clone(), MountOptions::writable()).unwrap().close().unwrap();
     let writes = probe.writes();
     assert!(writes >= 4, "slot map, journal flag and their undoing: {writes} writes");
     for n in 0..writes {
@@ -201,7 +201,7 @@ fn a_failed_metadata_write_stops_the_volume() {
             MemDevice::from_bytes(image.clone()),
             FaultPlan::new().with(FaultKind::FailWrite(n)),
         ));
-        match Volume::open(dev.clone(), OpenOptions::writable()) {
+        match Volume::open(dev.clone(), MountOptions::writable()) {
             Err(e) => assert_eq!(e.errno(), 5, "write {n}: open fails with EIO: {e}"),
             Ok(vol) => {
                 let err = vol.clone().close().expect_err("close must report the failed write");

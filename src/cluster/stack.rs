@@ -25,7 +25,7 @@ use super::timeouts::{Timeouts, DEFAULT_HEARTBEAT_INTERVAL_MS};
 use crate::device::{open_device, BlockDevice};
 use crate::format::superblock::{SuperBlock, CLUSTER_O2CB_GLOBAL_HEARTBEAT};
 use crate::format::{DINODE_ID2_OFFSET, FEATURE_INCOMPAT_CLUSTERINFO, SUPER_BLOCK_BLKNO};
-use crate::fs::{OpenOptions, Volume};
+use crate::fs::{MountOptions, Volume};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -541,7 +541,7 @@ pub struct VolumeRegion {
 
 /// The heartbeat region of the OCFS2 volume on `dev`.
 pub fn volume_region(dev: Arc<dyn BlockDevice>) -> Result<VolumeRegion, String> {
-    let vol = Volume::open(dev.clone(), OpenOptions::default()).map_err(|e| e.to_string())?;
+    let vol = Volume::open(dev.clone(), MountOptions::default()).map_err(|e| e.to_string())?;
     let info = vol.info().clone();
     if info.is_local() {
         return Err("the volume was formatted for local mounts only (-M local): it has no heartbeat".into());

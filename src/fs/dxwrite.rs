@@ -831,7 +831,7 @@ mod tests {
     /// to the image before the tools look at it.
     fn in_memory(img: &crate::fs::testkit::Img) -> (std::sync::Arc<crate::device::MemDevice>, crate::fs::Volume) {
         let dev = std::sync::Arc::new(crate::device::MemDevice::from_bytes(std::fs::read(&img.path).unwrap()));
-        let vol = crate::fs::Volume::open(dev.clone(), crate::fs::OpenOptions::writable()).unwrap();
+        let vol = crate::fs::Volume::open(dev.clone(), crate::fs::MountOptions::writable()).unwrap();
         (dev, vol)
     }
 

@@ -46,4 +46,4 @@ pub use orphan::OpenInode;
 pub use setattr::SetAttr;
 pub use statfs::StatFs;
 pub use symlink::MAX_SYMLINK_LEN;
-pub use volume::{Geometry, OpenOptions, Volume, VolumeInfo};
+pub use volume::{Geometry, MountOptions, Volume, VolumeInfo};

@@ -20,7 +20,7 @@ use super::error::{Error, Result};
 use super::extent_map::{map_cluster, Mapping};
 use super::meta::BlockKind;
 use super::tx::{write_direct, WriteState};
-use super::volume::{OpenOptions, VolumeInner};
+use super::volume::{MountOptions, VolumeInner};
 use crate::format::bytes::put_le32;
 use crate::format::dinode::{Dinode, DINODE_ID2_OFFSET};
 use crate::format::extent::ExtentList;
@@ -187,7 +187,7 @@ fn replay_other(vol: &VolumeInner, slot: u16) -> Result<bool> {
 }
 
 /// Takes a slot, opens and recovers its journal, and marks it in use. See the module docs.
-pub(crate) fn mount(vol: &VolumeInner, options: &OpenOptions) -> Result<(WriteState, Recovery)> {
+pub(crate) fn mount(vol: &VolumeInner, options: &MountOptions) -> Result<(WriteState, Recovery)> {
     let local = vol.sb.s_feature_incompat & FEATURE_INCOMPAT_LOCAL_MOUNT != 0;
     let mut smf = read_slot_map(vol)?;
     if !local {

@@ -1,7 +1,7 @@
 //! Helpers for the write path's unit tests: images made by mkfs.ocfs2 or by our mkfs on
 //! sparse files, opened writable, and the real tools as referee.
 
-use super::volume::{OpenOptions, Volume};
+use super::volume::{MountOptions, Volume};
 use crate::device::FileDevice;
 use crate::mkfs::{mkfs, MkfsOptions};
 use std::collections::BTreeSet;
@@ -96,12 +96,12 @@ impl Img {
         (code, out, f)
     }
 
-    pub fn open(&self, options: OpenOptions) -> Volume {
+    pub fn open(&self, options: MountOptions) -> Volume {
         Volume::open_path(&self.path, options).unwrap_or_else(|e| panic!("open {}: {e}", self.what))
     }
 
     pub fn rw(&self) -> Volume {
-        self.open(OpenOptions::writable())
+        self.open(MountOptions::writable())
     }
 
     pub fn debugfs(&self, cmd: &str) -> String {

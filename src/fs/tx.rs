@@ -448,7 +448,7 @@ mod tests {
     use super::super::alloc::{global, local_alloc};
     use super::super::meta::BlockKind;
     use super::super::testkit::Img;
-    use super::super::volume::OpenOptions;
+    use super::super::volume::MountOptions;
     use super::Error;
     use crate::format::SystemInode;
 
@@ -458,7 +458,7 @@ mod tests {
     fn commits_beyond_the_journal_size_checkpoint_and_stay_readable() {
         let img = Img::tools("tx-wrap", 64, &["-M", "local", "-b", "4096", "-C", "4096", "-N", "1", "-J", "size=4M"]);
         let base = img.bitmap_counts("global_bitmap").1;
-        let vol = img.open(OpenOptions { local_alloc_mb: Some(0), ..OpenOptions::writable() });
+        let vol = img.open(MountOptions { local_alloc_mb: Some(0), ..MountOptions::writable() });
         let inner = &*vol.inner;
         let mut held: Vec<(u32, u32)> = Vec::new();
         let mut sequences = Vec::new();
@@ -496,7 +496,7 @@ mod tests {
     #[test]
     fn dropped_transactions_change_nothing_and_frees_wait_for_commit() {
         let img = Img::tools("tx-drop", 48, &["-M", "local", "-b", "4096", "-C", "4096", "-N", "1"]);
-        let vol = img.open(OpenOptions { local_alloc_mb: Some(0), ..OpenOptions::writable() });
+        let vol = img.open(MountOptions { local_alloc_mb: Some(0), ..MountOptions::writable() });
         let inner = &*vol.inner;
         let gb = inner.system_inode(SystemInode::GlobalBitmap, 0).unwrap();
         let before = inner.begin().unwrap().block(gb, BlockKind::Inode).unwrap();
@@ -529,7 +529,7 @@ mod tests {
         let img = Img::tools("tx-fail", 48, &["-M", "local", "-b", "4096", "-C", "4096", "-N", "1"]);
         let dev =
             Arc::new(FaultDevice::new(MemDevice::from_bytes(std::fs::read(&img.path).unwrap()), FaultPlan::new()));
-        let vol = super::super::volume::Volume::open(dev.clone(), OpenOptions::writable()).unwrap();
+        let vol = super::super::volume::Volume::open(dev.clone(), MountOptions::writable()).unwrap();
         let writes = dev.writes();
         dev.set_plan(FaultPlan::new().with(FaultKind::FailWrite(writes)));
         let mut tx = vol.inner.begin().unwrap();

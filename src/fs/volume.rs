@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 /// How to open a volume.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpenOptions {
+pub struct MountOptions {
     /// Open without writing anything. A writable open takes a slot in the slot map, replays
     /// the slot's journal if the last user crashed, and marks the journal in use until
     /// [`Volume::close`].
@@ -36,9 +36,9 @@ pub struct OpenOptions {
     pub cache_mb: u32,
 }
 
-impl Default for OpenOptions {
+impl Default for MountOptions {
     fn default() -> Self {
-        OpenOptions {
+        MountOptions {
             read_only: true,
             verify_checksums: true,
             direct: None,
@@ -49,10 +49,10 @@ impl Default for OpenOptions {
     }
 }
 
-impl OpenOptions {
+impl MountOptions {
     /// Options for a writable open, the rest as by default.
     pub fn writable() -> Self {
-        OpenOptions { read_only: false, ..Default::default() }
+        MountOptions { read_only: false, ..Default::default() }
     }
 }
 
@@ -257,7 +257,7 @@ fn field_string(bytes: &[u8]) -> String {
 
 impl Volume {
     /// Opens the volume on `dev`.
-    pub fn open(dev: impl BlockDevice + 'static, options: OpenOptions) -> Result<Volume> {
+    pub fn open(dev: impl BlockDevice + 'static, options: MountOptions) -> Result<Volume> {
         let dev: Arc<dyn BlockDevice> = Arc::new(dev);
         let probe = probe_superblock(dev.as_ref())?;
         let geo = check_superblock(&probe, dev.len())?;
@@ -345,7 +345,7 @@ impl Volume {
     }
 
     /// Opens the image file or block device at `path`.
-    pub fn open_path(path: impl AsRef<std::path::Path>, options: OpenOptions) -> Result<Volume> {
+    pub fn open_path(path: impl AsRef<std::path::Path>, options: MountOptions) -> Result<Volume> {
         let path = path.as_ref();
         let dev = crate::device::FileDevice::open_with(
             path,

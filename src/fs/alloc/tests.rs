@@ -6,7 +6,7 @@
 
 use super::super::error::Error;
 use super::super::testkit::{seed, Img};
-use super::super::volume::{OpenOptions, Volume};
+use super::super::volume::{MountOptions, Volume};
 use super::suballoc::{self, SubAlloc, SubBlock};
 use super::{global, local_alloc, truncate_log};
 use crate::format::testutil::XorShift;
@@ -60,7 +60,7 @@ fn claim(tx: &mut super::super::tx::Tx, want: u32) -> Result<Vec<(u32, u32)>, Er
 /// Closes the volume and checks the disk with the tools against the model.
 fn check(img: &Img, vol: Volume, m: &Model, base_used: u64, seed: u64) {
     vol.close().unwrap();
-    let ro = img.open(OpenOptions::default());
+    let ro = img.open(MountOptions::default());
     let grown = suballoc_clusters(&ro);
     let (total, used) = img.bitmap_counts("global_bitmap");
     let st = ro.statfs().unwrap();
@@ -77,12 +77,12 @@ fn check(img: &Img, vol: Volume, m: &Model, base_used: u64, seed: u64) {
 }
 
 /// The random claim/free run on one image.
-fn random_run(img: &Img, ops: usize, max_claim: u32, options: OpenOptions) {
+fn random_run(img: &Img, ops: usize, max_claim: u32, options: MountOptions) {
     let seed = seed();
     println!("{}: seed {seed}", img.what);
     let mut rng = XorShift::new(seed);
     let base_used = {
-        let ro = img.open(OpenOptions::default());
+        let ro = img.open(MountOptions::default());
         img.bitmap_counts("global_bitmap").1 - suballoc_clusters(&ro)
     };
     let mut vol = img.open(options.clone());
@@ -278,16 +278,16 @@ fn matrix() -> Vec<(Img, u32)> {
 #[test]
 fn random_claims_and_frees_keep_every_allocator_consistent() {
     for (img, max_claim) in matrix() {
-        random_run(&img, 250, max_claim, OpenOptions::writable());
+        random_run(&img, 250, max_claim, MountOptions::writable());
     }
 }
 
 #[test]
 fn small_local_alloc_windows_slide_and_throttle_consistently() {
     let img = Img::tools("alloc-la", 128, &["-M", "local", "-b", "4096", "-C", "4096", "-N", "2"]);
-    random_run(&img, 250, 200, OpenOptions { local_alloc_mb: Some(2), ..OpenOptions::writable() });
+    random_run(&img, 250, 200, MountOptions { local_alloc_mb: Some(2), ..MountOptions::writable() });
     let img = Img::tools("alloc-nola", 128, &["-M", "local", "-b", "2048", "-C", "4096", "-N", "2"]);
-    random_run(&img, 150, 200, OpenOptions { local_alloc_mb: Some(0), ..OpenOptions::writable() });
+    random_run(&img, 150, 200, MountOptions { local_alloc_mb: Some(0), ..MountOptions::writable() });
 }
 
 /// Fills the volume with data claims until even one cluster is refused, then inodes until
@@ -297,7 +297,7 @@ fn fill_and_empty(img: &Img) {
     println!("{}: seed {seed}", img.what);
     let mut rng = XorShift::new(seed);
     let base_used = {
-        let ro = img.open(OpenOptions::default());
+        let ro = img.open(MountOptions::default());
         img.bitmap_counts("global_bitmap").1 - suballoc_clusters(&ro)
     };
     let vol = img.rw();
@@ -375,7 +375,7 @@ fn a_filled_volume_refuses_with_enospc_and_frees_back_to_empty() {
 /// Fragments the global bitmap into runs of `run` clusters, then claims inode blocks until the
 /// slot's inode allocator had to grow.
 fn grow_in_fragments(img: &Img, run: u32) -> (Result<Vec<SubBlock>, Error>, Model) {
-    let vol = img.open(OpenOptions { local_alloc_mb: Some(0), ..OpenOptions::writable() });
+    let vol = img.open(MountOptions { local_alloc_mb: Some(0), ..MountOptions::writable() });
     let mut m = Model::default();
     loop {
         let mut tx = vol.inner.begin().unwrap();
@@ -488,7 +488,7 @@ fn debugfs_discontig_groups(img: &Img) -> usize {
 fn crash_workload(dev: std::sync::Arc<dyn crate::device::BlockDevice>, seed: u64) -> BTreeSet<u64> {
     let mut rng = XorShift::new(seed);
     let mut claimed = BTreeSet::new();
-    let Ok(vol) = Volume::open(dev, OpenOptions { local_alloc_mb: Some(1), ..OpenOptions::writable() }) else {
+    let Ok(vol) = Volume::open(dev, MountOptions { local_alloc_mb: Some(1), ..MountOptions::writable() }) else {
         return claimed;
     };
     let mut m = Model::default();
@@ -632,7 +632,7 @@ fn a_crash_at_any_write_is_recovered_by_our_replay_and_by_fsck() {
 fn the_window_is_reserved_on_first_use_and_returned_at_close() {
     let img = Img::tools("la-window", 128, &["-M", "local", "-b", "4096", "-C", "4096", "-N", "2"]);
     let base = img.bitmap_counts("global_bitmap").1;
-    let vol = img.open(OpenOptions { local_alloc_mb: Some(4), ..OpenOptions::writable() });
+    let vol = img.open(MountOptions { local_alloc_mb: Some(4), ..MountOptions::writable() });
     let mut tx = vol.inner.begin().unwrap();
     let (s, n) = local_alloc::claim_data(&mut tx, 3).unwrap();
     assert_eq!(n, 3);
