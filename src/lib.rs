@@ -18,4 +18,7 @@ pub mod testing;
 pub use cluster::membership::{FenceAction, FenceReason, MemberEvent};
 pub use cluster::stack::{Cluster, ClusterError, ClusterOptions, ClusterStatus};
 pub use device::{BlockDevice, DeviceError, FaultDevice, FileDevice, MemDevice};
-pub use fs::{DirEntry, Error, FileType, Metadata, MountOptions, StatFs, Volume, VolumeInfo};
+pub use fs::{
+    Dir, DirEntry, Error, File, FileType, Metadata, MountOptions, OpenOptions, SetAttr, StatFs, Timestamp, Volume,
+    VolumeInfo,
+};

@@ -43,6 +43,8 @@ pub enum Error {
     TooManyLinks(String),
     /// The operation is not permitted on this kind of file (a hard link to a directory).
     NotPermitted(String),
+    /// The handle does not allow the operation (reading a file opened only for writing).
+    BadHandle(String),
     /// Something else holds what the operation needs (a slot, a volume in use by others).
     Busy(String),
     /// The journal failed (other than by a device error, which is [`Error::Io`]).
@@ -75,6 +77,7 @@ impl Error {
             Error::Exists(_) => libc::EEXIST,
             Error::NotEmpty(_) => libc::ENOTEMPTY,
             Error::Busy(_) => libc::EBUSY,
+            Error::BadHandle(_) => libc::EBADF,
             Error::TooManyLinks(_) => libc::EMLINK,
             Error::NotPermitted(_) => libc::EPERM,
             Error::Journal(e) => e.errno(),
@@ -126,6 +129,7 @@ impl fmt::Display for Error {
             Error::NotEmpty(name) => write!(f, "{name}: directory not empty"),
             Error::FileTooLarge(what) => write!(f, "{what}: file too large"),
             Error::Busy(what) => write!(f, "busy: {what}"),
+            Error::BadHandle(why) => write!(f, "bad file handle: {why}"),
             Error::TooManyLinks(what) => write!(f, "{what}: too many links"),
             Error::NotPermitted(what) => write!(f, "{what}: operation not permitted"),
             Error::Journal(e) => write!(f, "{e}"),

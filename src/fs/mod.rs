@@ -17,6 +17,7 @@ mod error;
 mod extent_map;
 mod extent_tree;
 mod file;
+mod handle;
 mod heartbeat_area;
 mod inode;
 mod link;
@@ -39,6 +40,7 @@ mod write;
 
 pub use dir::DirEntry;
 pub use error::{Error, Result};
+pub use handle::{Dir, File, OpenOptions};
 pub use heartbeat_area::HeartbeatArea;
 pub use inode::{FileType, Metadata, Timestamp};
 pub use mknod::{dev_major, dev_makedev, dev_minor};

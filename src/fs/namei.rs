@@ -28,7 +28,7 @@ impl Volume {
         self.walk(path.as_bytes(), true)
     }
 
-    fn walk(&self, path: &[u8], follow_last: bool) -> Result<u64> {
+    pub(super) fn walk(&self, path: &[u8], follow_last: bool) -> Result<u64> {
         let shown = || String::from_utf8_lossy(path).into_owned();
         let mut follows = 0u32;
         // Components still to walk, last first, so that link targets can be pushed in front.

@@ -327,6 +327,27 @@ impl Volume {
         let inner = &*self.inner;
         check_range(inner, ino, offset, data.len() as u64)?;
         let _grant = inner.locks.lock(LockName::Meta { blkno: ino }, LockLevel::Exclusive)?;
+        self.write_locked(ino, offset, data)
+    }
+
+    /// Writes `data` at the end of file `ino` (`O_APPEND`): no other write of this node lands
+    /// between finding the end and writing there. Returns where the data went.
+    pub fn append(&self, ino: u64, data: &[u8]) -> Result<u64> {
+        let inner = &*self.inner;
+        let _grant = inner.locks.lock(LockName::Meta { blkno: ino }, LockLevel::Exclusive)?;
+        let offset = run(inner, |tx| {
+            let di = tx.dinode(ino)?;
+            regular(&di)?;
+            Ok(di.i_size)
+        })?;
+        check_range(inner, ino, offset, data.len() as u64)?;
+        self.write_locked(ino, offset, data)?;
+        Ok(offset)
+    }
+
+    /// [`Volume::write`] for a caller that holds the inode's lock.
+    fn write_locked(&self, ino: u64, offset: u64, data: &[u8]) -> Result<usize> {
+        let inner = &*self.inner;
         if data.is_empty() {
             run(inner, |tx| regular(&tx.dinode(ino)?))?;
             return Ok(0);
@@ -516,6 +537,36 @@ impl Volume {
                 tree.store(tx)
             })?;
             at = step_end;
+        }
+        Ok(())
+    }
+
+    /// Makes bytes `[offset, offset + len)` of file `ino` read as zeros (`FALLOC_FL_ZERO_RANGE`);
+    /// the size grows to the end of the range unless `keep_size`. With unwritten extents the
+    /// range is deallocated and preallocated again; without them zeros are written.
+    pub fn zero_range(&self, ino: u64, offset: u64, len: u64, keep_size: bool) -> Result<()> {
+        let inner = &*self.inner;
+        let end = check_range(inner, ino, offset, len)?;
+        if len == 0 {
+            return Err(Error::InvalidArgument("zeroing 0 bytes".into()));
+        }
+        let f = features(inner);
+        let size = self.metadata(ino)?.size;
+        // Past the end with keep_size nothing needs zeroing, so nothing is allocated there.
+        let end = if keep_size { end.min(size) } else { end };
+        if end <= offset {
+            return Ok(());
+        }
+        if f.sparse && f.unwritten {
+            self.punch_hole(ino, offset, end - offset)?;
+            return self.fallocate(ino, offset, end - offset, keep_size);
+        }
+        let zeros = vec![0u8; ZERO_CHUNK.min(end.saturating_sub(offset) as usize)];
+        let mut at = offset;
+        while at < end {
+            let n = zeros.len().min((end - at) as usize);
+            self.write(ino, at, &zeros[..n])?;
+            at += n as u64;
         }
         Ok(())
     }
