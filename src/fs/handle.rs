@@ -42,6 +42,14 @@ use super::volume::Volume;
 use parking_lot::Mutex;
 use std::io::{self, SeekFrom};
 
+// Handles are shared between threads: this stops compiling if one of them loses Send + Sync.
+const _: () = {
+    const fn shared_between_threads<T: Send + Sync>() {}
+    shared_between_threads::<Volume>();
+    shared_between_threads::<File>();
+    shared_between_threads::<Dir>();
+};
+
 /// How to open a file, as `std::fs::OpenOptions` (and `open(2)`'s flags) say it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenOptions {

@@ -154,6 +154,31 @@ impl Drop for VolumeInner {
 }
 
 /// An open OCFS2 volume.
+///
+/// A `Volume` is a cheap handle (clones share one open volume) that any number of threads use
+/// at once. It offers two levels: paths and handles ([`Volume::open_file`], [`Volume::stat`],
+/// [`Volume::create_dir`], ...; see [`File`](super::File)), and inode numbers, which is what a
+/// FUSE server works with:
+///
+/// ```
+/// use ocfs2::mkfs::{mkfs, MkfsOptions, MountType};
+/// use ocfs2::{Error, MemDevice, MountOptions, Volume};
+///
+/// let dev = std::sync::Arc::new(MemDevice::new(64 << 20));
+/// mkfs(&*dev, &MkfsOptions { mount: Some(MountType::Local), ..Default::default() })?;
+/// let vol = Volume::open(dev, MountOptions::writable())?;
+/// let dir = vol.mkdir(vol.root(), b"data", 0o755)?;
+/// let ino = vol.create(dir, b"blob", 0o644)?;
+/// vol.write(ino, 4096, b"after a hole")?;
+/// let mut buf = vec![0u8; 8192];
+/// assert_eq!(vol.read(ino, 0, &mut buf)?, 4096 + 12);
+/// assert_eq!(vol.lookup(dir, b"blob")?, ino);
+/// // Failures carry the errno a C or FUSE caller returns.
+/// let e = vol.mkdir(vol.root(), b"data", 0o755).unwrap_err();
+/// assert!(matches!(e, Error::Exists(_)) && e.errno() == libc::EEXIST);
+/// vol.close()?; // writes the journal out and gives the slot back
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 pub struct Volume {
     pub(crate) inner: Arc<VolumeInner>,
