@@ -52,6 +52,7 @@ fn path_calls_behave_like_posix_and_the_referees_agree() {
 
     vol.create_dir_all("/a/b/c", 0o750).unwrap();
     vol.create_dir_all("a/b/c/", 0o750).unwrap();
+    assert_eq!(errno(vol.create_dir("/", 0o755)), libc::EEXIST);
     assert!(vol.stat("/a/b/c").unwrap().is_dir());
     assert_eq!(vol.stat("/a/b").unwrap().permissions(), 0o750);
 

@@ -241,7 +241,12 @@ impl Volume {
 
     /// `mkdir`: a new directory with permissions `perm`.
     pub fn create_dir(&self, path: impl AsRef<[u8]>, perm: u16) -> Result<()> {
-        let at = self.split(path.as_ref())?;
+        let path = path.as_ref();
+        let at = match self.split(path) {
+            // The root exists, whatever else its path says.
+            Err(Error::Busy(_)) => return Err(Error::Exists(shown(path))),
+            other => other?,
+        };
         self.mkdir(at.parent, &at.name, perm).map(drop)
     }
 

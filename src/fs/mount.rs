@@ -307,6 +307,10 @@ pub(crate) fn shutdown(vol: &VolumeInner) -> Result<()> {
     let Some(w) = vol.write.as_ref() else {
         return Ok(());
     };
+    let committer = vol.committer.lock().take();
+    if let Some(committer) = committer {
+        committer.stop();
+    }
     let slot = {
         let ws = w.lock();
         if ws.closed {

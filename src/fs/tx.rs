@@ -356,8 +356,19 @@ pub(crate) fn commit_if_due(vol: &VolumeInner, ws: &mut WriteState) -> Result<()
 /// volume is closed or dropped.
 pub(crate) fn start_committer(vol: &Arc<VolumeInner>) {
     let weak = Arc::downgrade(vol);
+    let stop = Arc::new((parking_lot::Mutex::new(false), parking_lot::Condvar::new()));
+    let told = stop.clone();
     let spawned = std::thread::Builder::new().name("ocfs2-commit".into()).spawn(move || loop {
-        std::thread::sleep(Duration::from_millis(500));
+        {
+            let (stopped, wake) = &*told;
+            let mut stopped = stopped.lock();
+            if !*stopped {
+                wake.wait_for(&mut stopped, Duration::from_millis(500));
+            }
+            if *stopped {
+                return;
+            }
+        }
         let Some(vol) = weak.upgrade() else {
             return;
         };
@@ -373,8 +384,30 @@ pub(crate) fn start_committer(vol: &Arc<VolumeInner>) {
             return;
         }
     });
-    if let Err(e) = spawned {
-        log::warn!("no commit thread ({e}): committed operations reach the journal at sync, close or when the next operation begins");
+    match spawned {
+        Ok(thread) => *vol.committer.lock() = Some(Committer { stop, thread }),
+        Err(e) => log::warn!(
+            "no commit thread ({e}): committed operations reach the journal at sync, close or when the next operation begins"
+        ),
+    }
+}
+
+/// The commit thread of a writable volume, kept so that closing the volume ends it: a library
+/// that is unloaded or a program checked for leaks finds no thread left behind.
+pub(crate) struct Committer {
+    stop: Arc<(parking_lot::Mutex<bool>, parking_lot::Condvar)>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Committer {
+    /// Tells the thread to end and waits for it, unless this is that thread (it drops the
+    /// last reference to a volume nobody closed), which then ends when it returns.
+    pub(crate) fn stop(self) {
+        *self.stop.0.lock() = true;
+        self.stop.1.notify_all();
+        if self.thread.thread().id() != std::thread::current().id() {
+            let _ = self.thread.join();
+        }
     }
 }
 

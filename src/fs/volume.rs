@@ -133,6 +133,8 @@ pub(crate) struct VolumeInner {
     pub write_seq: AtomicU64,
     /// Inodes held open through [`Volume::hold`](super::orphan::OpenInode).
     pub holds: super::orphan::Holds,
+    /// The thread that commits the running transaction every few seconds (writable volumes).
+    pub committer: Mutex<Option<super::tx::Committer>>,
 }
 
 impl VolumeInner {
@@ -328,6 +330,7 @@ impl Volume {
             write: None,
             write_seq: AtomicU64::new(0),
             holds: Default::default(),
+            committer: Mutex::new(None),
         };
         let mut vol = Volume { inner: Arc::new(inner) };
         let system_files = vol.load_system_files()?;
