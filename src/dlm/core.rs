@@ -620,6 +620,24 @@ impl DlmCore {
         }
     }
 
+    /// The peer has no o2net handler for the message last sent to it (o2net's ENOPROTOOPT):
+    /// its DLM, or this domain, is not up there. For a QUERY_JOIN that is an answer, as
+    /// `dlm_request_join` takes it: the node is live but not in the domain, so it counts as
+    /// JOIN_OK_NO_MAP and does not hold up the join. Anything else is sent again later, as
+    /// after a failed send (the domain may come up there, or the node be declared dead).
+    pub fn no_handler(&mut self, now: Millis, from: u8) {
+        self.now = now;
+        let query = self
+            .peers
+            .get(&from)
+            .is_some_and(|p| p.in_flight && matches!(p.queue.front().map(|o| &o.ctx), Some(Ctx::Query { .. })));
+        if query {
+            self.reply(now, from, join_response(JOIN_OK_NO_MAP, 0, 0));
+        } else {
+            self.send_failed(now, from);
+        }
+    }
+
     /// The connection to `node` is back: resend at once.
     pub fn link_up(&mut self, now: Millis, node: u8) {
         self.now = now;
@@ -2392,6 +2410,22 @@ mod tests {
         let mut l = [0u8; DLM_LVB_LEN];
         l[..text.len()].copy_from_slice(text.as_bytes());
         l
+    }
+
+    #[test]
+    fn a_live_node_without_the_dlm_does_not_hold_up_a_join() {
+        // Node 1 heartbeats but runs no DLM: o2net answers every query with ENOPROTOOPT.
+        let mut c = DlmCore::new(0, "TESTDOMAIN", 1).unwrap();
+        c.node_up(0, 1);
+        c.join(0).unwrap();
+        let sent = c.drain();
+        assert!(matches!(sent.as_slice(), [Action::Send { to: 1, msg_type: DLM_QUERY_JOIN_MSG, .. }]), "{sent:?}");
+        c.no_handler(1, 1);
+        assert_eq!(c.state(), DomainState::Joined);
+        assert_eq!(c.drain(), vec![Action::Joined { members: vec![0] }]);
+        // And masters alone.
+        let id = c.lock(2, b"res", Mode::Ex, 0).unwrap();
+        assert!(matches!(c.drain().as_slice(), [Action::Granted { lock, .. }] if *lock == id));
     }
 
     #[test]

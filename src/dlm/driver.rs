@@ -56,6 +56,10 @@ struct CacheEntry {
     users: usize,
     /// A BAST asked for it; release when the last user goes.
     wanted: bool,
+    /// An up-convert is in progress. A BAST then cancels it, as dlmglue cancels a convert
+    /// when another node needs the lock: two nodes that cached PR and both convert to EX
+    /// would otherwise wait for each other forever.
+    converting: bool,
 }
 
 struct Inner {
@@ -203,6 +207,7 @@ impl Inner {
                 let now = inner.now();
                 match r {
                     Ok(status) => st.core.reply(now, peer, status),
+                    Err(crate::cluster::net::NetError::NoHandler { .. }) => st.core.no_handler(now, peer),
                     Err(e) => {
                         log::debug!("o2dlm: send of type {msg_type} to node {peer} failed: {e}");
                         st.core.send_failed(now, peer);
@@ -227,6 +232,8 @@ impl Inner {
         }
         self.wait_outcome(id, None)?;
         self.names.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        // A BAST for a lock that never entered the cache is of no more use.
+        self.early_basts.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
         Ok(())
     }
 
@@ -238,6 +245,14 @@ impl Inner {
                 Some(e) if e.id == id && e.users == 0 => cache.remove(name).map(|e| e.id),
                 Some(e) if e.id == id => {
                     e.wanted = true;
+                    if e.converting {
+                        // The cancel ends the convert (or comes too late for a grant); the
+                        // converter then gives the lock back. Busy: already cancelling.
+                        let mut st = self.lock_state();
+                        let now = self.now();
+                        let _ = st.core.cancel(now, id);
+                        self.dispatch(&mut st);
+                    }
                     None
                 }
                 _ => {
@@ -561,16 +576,39 @@ impl Dlm {
                 }
                 Some(e) => {
                     let id = e.id;
+                    // Submitted with the cache locked, so that a BAST sees either no convert
+                    // (and the lock is given back before it starts) or one it can cancel.
+                    {
+                        let inner = &self.inner;
+                        let mut st = inner.lock_state();
+                        let now = inner.now();
+                        st.core.convert(now, id, mode, 0, None)?;
+                        inner.dispatch(&mut st);
+                    }
                     e.users = 1;
+                    e.converting = true;
                     drop(cache);
-                    let h = LockHandle { id, name: name.to_vec() };
-                    let r = self.convert(&h, mode, 0);
+                    let r = match self.inner.wait_outcome(id, None) {
+                        Ok(Outcome::Granted(_)) => Ok(()),
+                        Ok(Outcome::NotQueued) => Err(DlmError::NotQueued),
+                        Ok(_) => Err(DlmError::Cancelled),
+                        Err(e) => Err(e),
+                    };
                     let mut cache = self.inner.cache.lock().unwrap_or_else(|e| e.into_inner());
                     let e = cache.get_mut(name).ok_or(DlmError::UnknownLock(id))?;
+                    e.converting = false;
                     match r {
                         Ok(()) => {
                             e.mode = mode;
                             return Ok(CachedLock { dlm: self, name: name.to_vec(), id, mode });
+                        }
+                        Err(DlmError::Cancelled) if e.wanted => {
+                            // Cancelled for another node: give the lock back, then start over.
+                            cache.remove(name);
+                            drop(cache);
+                            self.inner.cache_changed.notify_all();
+                            self.unlock(LockHandle { id, name: name.to_vec() })?;
+                            continue;
                         }
                         Err(err) => {
                             e.users = 0;
@@ -591,7 +629,7 @@ impl Dlm {
                         continue;
                     }
                     let wanted = self.inner.early_basts.lock().unwrap_or_else(|e| e.into_inner()).remove(&h.id);
-                    cache.insert(name.to_vec(), CacheEntry { id: h.id, mode, users: 1, wanted });
+                    cache.insert(name.to_vec(), CacheEntry { id: h.id, mode, users: 1, wanted, converting: false });
                     return Ok(CachedLock { dlm: self, name: name.to_vec(), id: h.id, mode });
                 }
             }
