@@ -71,7 +71,15 @@ impl Default for OpenOptions {
 impl OpenOptions {
     /// Nothing allowed yet; new files get mode 0o644.
     pub fn new() -> Self {
-        OpenOptions { read: false, write: false, append: false, truncate: false, create: false, create_new: false, mode: 0o644 }
+        OpenOptions {
+            read: false,
+            write: false,
+            append: false,
+            truncate: false,
+            create: false,
+            create_new: false,
+            mode: 0o644,
+        }
     }
 
     pub fn read(&mut self, read: bool) -> &mut Self {
@@ -207,9 +215,7 @@ impl Volume {
         match meta.file_type {
             FileType::Regular => {}
             FileType::Directory => return Err(Error::IsDir(shown(path))),
-            other => {
-                return Err(Error::InvalidArgument(format!("{}: a {other:?} has no data to open", shown(path))))
-            }
+            other => return Err(Error::InvalidArgument(format!("{}: a {other:?} has no data to open", shown(path)))),
         }
         let hold = self.hold(ino)?;
         if o.truncate && !created && meta.size > 0 {

@@ -8,7 +8,7 @@
 //! and what [`Metadata::rdev`](super::Metadata) gives back.
 
 use super::error::{Error, Result};
-use super::namespace::Body;
+use super::namespace::{Body, Owner};
 use super::volume::Volume;
 use crate::format::*;
 
@@ -46,11 +46,20 @@ impl Volume {
     /// permissions; `rdev` is the device number of a device (a user-space `dev_t`) and is
     /// ignored otherwise. Returns the new inode number.
     pub fn mknod(&self, dir: u64, name: &[u8], mode: u16, rdev: u64) -> Result<u64> {
+        self.make_special(dir, name, mode, rdev, None)
+    }
+
+    /// [`Volume::mknod`] for `owner` (see [`Owner`]), in one transaction.
+    pub fn mknod_as(&self, dir: u64, name: &[u8], mode: u16, rdev: u64, owner: Owner) -> Result<u64> {
+        self.make_special(dir, name, mode, rdev, Some(owner))
+    }
+
+    fn make_special(&self, dir: u64, name: &[u8], mode: u16, rdev: u64, owner: Option<Owner>) -> Result<u64> {
         let perm = mode & 0o7777;
         match mode & S_IFMT {
-            0 | S_IFREG => self.make_node(dir, name, S_IFREG | perm, Body::Empty),
-            S_IFIFO | S_IFSOCK => self.make_node(dir, name, mode, Body::Empty),
-            S_IFCHR | S_IFBLK => self.make_node(dir, name, mode, Body::Device(encode_rdev(rdev)?)),
+            0 | S_IFREG => self.make_node(dir, name, S_IFREG | perm, Body::Empty, owner),
+            S_IFIFO | S_IFSOCK => self.make_node(dir, name, mode, Body::Empty, owner),
+            S_IFCHR | S_IFBLK => self.make_node(dir, name, mode, Body::Device(encode_rdev(rdev)?), owner),
             S_IFDIR => Err(Error::NotPermitted("mknod of a directory (use mkdir)".into())),
             other => Err(Error::InvalidArgument(format!("mknod of file type {other:#o}"))),
         }

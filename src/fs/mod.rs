@@ -44,6 +44,7 @@ pub use handle::{Dir, File, OpenOptions};
 pub use heartbeat_area::HeartbeatArea;
 pub use inode::{FileType, Metadata, Timestamp};
 pub use mknod::{dev_major, dev_makedev, dev_minor};
+pub use namespace::Owner;
 pub use orphan::OpenInode;
 pub use setattr::SetAttr;
 pub use statfs::StatFs;

@@ -23,6 +23,9 @@ use crate::format::dinode::{Dinode, DINODE_ID2_OFFSET};
 use crate::format::extent::{extent_recs_per_inode, ExtentList, ExtentRec};
 use crate::format::*;
 
+/// The set-group-ID bit of a mode.
+const S_ISGID: u16 = 0o2000;
+
 /// The largest link count a directory may reach on this volume.
 pub(super) fn link_max(vol: &VolumeInner) -> u32 {
     if vol.sb.s_feature_incompat & FEATURE_INCOMPAT_INDEXED_DIRS != 0 {
@@ -201,6 +204,27 @@ pub(super) fn delete_inode(tx: &mut Tx, ino: u64) -> Result<()> {
     suballoc::free_block(tx, SubAlloc::Inode, b)
 }
 
+/// Who a new inode belongs to: the creating process's (fs)uid and (fs)gid. The operations that
+/// take an owner (`create_as`, `mkdir_as`, `mknod_as`, `symlink_as`) also apply the kernel's
+/// `inode_init_owner` rule for set-group-ID directories; those without one make inodes owned by
+/// root with exactly the mode given.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// The group and mode a new inode takes under `parent`, as the kernel's `inode_init_owner`
+/// decides: a parent directory with S_ISGID gives its group, and a new subdirectory keeps
+/// S_ISGID so that the rule passes down the tree.
+fn inherit(parent: &Dinode, owner: Owner, mode: u16) -> (u32, u16) {
+    if parent.i_mode & S_ISGID == 0 {
+        return (owner.gid, mode);
+    }
+    let mode = if mode & S_IFMT == S_IFDIR { mode | S_ISGID } else { mode };
+    (parent.i_gid, mode)
+}
+
 /// Fills the head of new inode `b` with `mode`; the caller lays out id2.
 pub(super) fn new_inode_head(tx: &mut Tx, b: &SubBlock, mode: u16, nlink: u32) -> Result<Dinode> {
     let (secs, nsecs) = dirwrite::now();
@@ -227,17 +251,30 @@ impl Volume {
     /// Creates an empty regular file `name` in directory `dir` with permissions `perm`;
     /// returns its inode number.
     pub fn create(&self, dir: u64, name: &[u8], perm: u16) -> Result<u64> {
-        self.make_node(dir, name, S_IFREG | (perm & 0o7777), Body::Empty)
+        self.make_node(dir, name, S_IFREG | (perm & 0o7777), Body::Empty, None)
+    }
+
+    /// [`Volume::create`] for `owner` (the group may come from a set-group-ID `dir`, see
+    /// [`Owner`]), in the same one transaction.
+    pub fn create_as(&self, dir: u64, name: &[u8], perm: u16, owner: Owner) -> Result<u64> {
+        self.make_node(dir, name, S_IFREG | (perm & 0o7777), Body::Empty, Some(owner))
     }
 
     /// Creates directory `name` in directory `dir` with permissions `perm`; returns its inode
     /// number.
     pub fn mkdir(&self, dir: u64, name: &[u8], perm: u16) -> Result<u64> {
-        self.make_node(dir, name, S_IFDIR | (perm & 0o7777), Body::Dir)
+        self.make_node(dir, name, S_IFDIR | (perm & 0o7777), Body::Dir, None)
     }
 
-    /// Creates inode `name` in `dir` with `mode` and `body` in one transaction.
-    pub(super) fn make_node(&self, dir: u64, name: &[u8], mode: u16, body: Body) -> Result<u64> {
+    /// [`Volume::mkdir`] for `owner`; under a set-group-ID `dir` the new directory takes its
+    /// group and S_ISGID.
+    pub fn mkdir_as(&self, dir: u64, name: &[u8], perm: u16, owner: Owner) -> Result<u64> {
+        self.make_node(dir, name, S_IFDIR | (perm & 0o7777), Body::Dir, Some(owner))
+    }
+
+    /// Creates inode `name` in `dir` with `mode` and `body` in one transaction: owned by
+    /// `owner` as [`Owner`] says, or by root with `mode` as given when there is none.
+    pub(super) fn make_node(&self, dir: u64, name: &[u8], mode: u16, body: Body, owner: Option<Owner>) -> Result<u64> {
         check_name(name)?;
         if name == b"." || name == b".." {
             return Err(Error::Exists(String::from_utf8_lossy(name).into_owned()));
@@ -259,9 +296,17 @@ impl Volume {
             if is_dir && parent.links_count() >= link_max(tx.vol) {
                 return Err(Error::TooManyLinks(format!("directory {dir}")));
             }
+            let (uid, (gid, mode)) = match owner {
+                Some(owner) => (owner.uid, inherit(&parent, owner, mode)),
+                None => (0, (0, mode)),
+            };
             let b = suballoc::claim_block(tx, SubAlloc::Inode)?;
             let ino = b.blkno;
             new_inode_head(tx, &b, mode, if is_dir { 2 } else { 1 })?;
+            tx.update_dinode(ino, |d, _| {
+                (d.i_uid, d.i_gid) = (uid, gid);
+                Ok(())
+            })?;
             if is_dir {
                 let (size, clusters, dyn_features) = dirwrite::init_dir(tx, ino, dir)?;
                 tx.update_dinode(ino, |d, _| {

@@ -63,6 +63,16 @@ impl Volume {
     /// `.` and `..` cannot be renamed (EBUSY). When both names already lead to the same inode,
     /// nothing changes.
     pub fn rename(&self, old_dir: u64, old_name: &[u8], new_dir: u64, new_name: &[u8]) -> Result<()> {
+        self.rename_with(old_dir, old_name, new_dir, new_name, false)
+    }
+
+    /// [`Volume::rename`] that refuses (EEXIST) when `new_name` exists, checked in the rename's
+    /// own transaction (`RENAME_NOREPLACE`).
+    pub fn rename_noreplace(&self, old_dir: u64, old_name: &[u8], new_dir: u64, new_name: &[u8]) -> Result<()> {
+        self.rename_with(old_dir, old_name, new_dir, new_name, true)
+    }
+
+    fn rename_with(&self, old_dir: u64, old_name: &[u8], new_dir: u64, new_name: &[u8], noreplace: bool) -> Result<()> {
         check_name(old_name)?;
         check_name(new_name)?;
         for name in [old_name, new_name] {
@@ -83,7 +93,8 @@ impl Volume {
             };
             let _grants = lock_all(inner, &order, &[])?;
             truncate_log::make_room(inner, records_to_free(inner, new_dir, new_name)?)?;
-            match run(inner, |tx| rename_in(tx, old_dir, old_name, new_dir, new_name, peeked)) {
+            let names = Names { old_dir, old_name, new_dir, new_name, noreplace };
+            match run(inner, |tx| rename_in(tx, &names, peeked)) {
                 Err(Error::Busy(_)) if tries < 3 => tries += 1,
                 other => return other,
             }
@@ -136,15 +147,19 @@ fn lock_order(tx: &Tx, parents: [u64; 2], children: (Option<u64>, Option<u64>)) 
     Ok(order)
 }
 
-/// The rename itself; `peeked` are the inodes the two names held when their locks were taken.
-fn rename_in(
-    tx: &mut Tx,
+/// What a rename moves where.
+struct Names<'a> {
     old_dir: u64,
-    old_name: &[u8],
+    old_name: &'a [u8],
     new_dir: u64,
-    new_name: &[u8],
-    peeked: (Option<u64>, Option<u64>),
-) -> Result<()> {
+    new_name: &'a [u8],
+    /// Refuse to replace an existing `new_name`.
+    noreplace: bool,
+}
+
+/// The rename itself; `peeked` are the inodes the two names held when their locks were taken.
+fn rename_in(tx: &mut Tx, names: &Names, peeked: (Option<u64>, Option<u64>)) -> Result<()> {
+    let Names { old_dir, old_name, new_dir, new_name, noreplace } = *names;
     for dir in [old_dir, new_dir] {
         if !tx.dinode(dir)?.is_dir() {
             return Err(Error::NotDir(format!("inode {dir}")));
@@ -160,6 +175,9 @@ fn rename_in(
     let dst = dirwrite::find(tx, new_dir, new_name)?;
     if (Some(ino), dst.as_ref().map(|d| d.entry.inode)) != peeked {
         return Err(Error::Busy("the names changed while the rename took its locks".into()));
+    }
+    if noreplace && dst.is_some() {
+        return Err(Error::Exists(shown(new_name)));
     }
     if dst.as_ref().is_some_and(|d| d.entry.inode == ino) {
         return Ok(());

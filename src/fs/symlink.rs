@@ -5,7 +5,7 @@ use super::error::{Error, Result};
 use super::file::read_view;
 use super::inode::FileType;
 use super::lock::LockLevel;
-use super::namespace::Body;
+use super::namespace::{Body, Owner};
 use super::tx::Tx;
 use super::volume::Volume;
 use crate::format::dinode::DINODE_ID2_OFFSET;
@@ -86,6 +86,15 @@ impl Volume {
     /// [`MAX_SYMLINK_LEN`] bytes, no NUL); returns its inode number. Its mode is 0777, as the
     /// kernel makes every symlink.
     pub fn symlink(&self, dir: u64, name: &[u8], target: &[u8]) -> Result<u64> {
+        self.make_symlink(dir, name, target, None)
+    }
+
+    /// [`Volume::symlink`] for `owner` (see [`Owner`]), in one transaction.
+    pub fn symlink_as(&self, dir: u64, name: &[u8], target: &[u8], owner: Owner) -> Result<u64> {
+        self.make_symlink(dir, name, target, Some(owner))
+    }
+
+    fn make_symlink(&self, dir: u64, name: &[u8], target: &[u8], owner: Option<Owner>) -> Result<u64> {
         if target.is_empty() {
             return Err(Error::NotFound("an empty symbolic link target".into()));
         }
@@ -95,6 +104,6 @@ impl Volume {
         if target.contains(&0) {
             return Err(Error::InvalidArgument("a symbolic link target with a NUL byte".into()));
         }
-        self.make_node(dir, name, S_IFLNK | 0o777, Body::Symlink(target))
+        self.make_node(dir, name, S_IFLNK | 0o777, Body::Symlink(target), owner)
     }
 }
