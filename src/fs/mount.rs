@@ -219,15 +219,19 @@ pub(crate) fn mount(vol: &VolumeInner, options: &MountOptions) -> Result<(WriteS
     let dev = vol.meta.shared_device();
     let mut j = Journal::open(dev.clone(), map, vol.geo.block_size, vol.sb.s_uuid)?;
     if j.needs_recovery() {
-        if !dirty {
-            log::warn!("journal of slot {slot} holds transactions but is not marked dirty; replaying them");
-        }
+        // mkfs.ocfs2 leaves s_start at 1 in a fresh journal, so an empty log is usual here;
+        // only transactions found in a journal not marked dirty are worth a warning.
         let report = j.replay()?;
-        log::info!(
-            "slot {slot}: replayed {} transactions ({} blocks) of a journal not closed cleanly",
-            report.transactions,
-            report.blocks_replayed
-        );
+        if report.transactions > 0 {
+            if !dirty {
+                log::warn!("journal of slot {slot} held transactions but was not marked dirty; replayed them");
+            }
+            log::info!(
+                "slot {slot}: replayed {} transactions ({} blocks) of a journal not closed cleanly",
+                report.transactions,
+                report.blocks_replayed
+            );
+        }
         vol.meta.clear_cache();
     }
     if dirty {
