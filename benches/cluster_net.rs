@@ -4,15 +4,17 @@
 //!
 //! `cargo bench -p ocfs2-examples --bench cluster_net [-- ROUNDS]` (default 20000 per size).
 
-use ocfs2::cluster::net::{dial, Net, NetConfig, NetTimeouts};
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+#[path = "tcp_baseline.rs"]
+mod tcp_baseline;
+
+use ocfs2::cluster::net::{Net, NetConfig, NetTimeouts};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
+use tcp_baseline::tcp_rtts;
 
 const MSG_TYPE: u16 = 7;
 const KEY: u32 = 0x6265_6e63;
 /// `struct o2net_msg`: what travels before every payload, and alone as the status reply.
-const HEADER: usize = 24;
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p) as usize]
@@ -63,48 +65,6 @@ fn o2net_rtts(sender: &Net, payload: usize, rounds: usize) -> Vec<f64> {
         .collect()
 }
 
-/// The same bytes without o2net: a request of header + payload, a reply of one header.
-fn tcp_rtts(port: u16, payload: usize, rounds: usize) -> Vec<f64> {
-    let listener = TcpListener::bind((Ipv4Addr::new(127, 0, 0, 21), port)).expect("bind");
-    let server = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        s.set_nodelay(true).unwrap();
-        let mut req = vec![0u8; HEADER + payload];
-        let reply = [0u8; HEADER];
-        while s.read_exact(&mut req).is_ok() {
-            if s.write_all(&reply).is_err() {
-                break;
-            }
-        }
-    });
-    // From the same source address o2net uses; dial sets TCP_NODELAY as o2net does.
-    let mut c: TcpStream = dial(
-        Ipv4Addr::new(127, 0, 0, 22).into(),
-        SocketAddr::from((Ipv4Addr::new(127, 0, 0, 21), port)),
-        Duration::from_secs(5),
-    )
-    .expect("connect");
-    let req = vec![0x5a; HEADER + payload];
-    let mut reply = [0u8; HEADER];
-    let mut once = || {
-        c.write_all(&req).unwrap();
-        c.read_exact(&mut reply).unwrap();
-    };
-    for _ in 0..rounds / 10 {
-        once();
-    }
-    let out = (0..rounds)
-        .map(|_| {
-            let t = Instant::now();
-            once();
-            t.elapsed().as_secs_f64() * 1e6
-        })
-        .collect();
-    drop(c);
-    server.join().unwrap();
-    out
-}
-
 fn main() {
     let rounds: usize =
         std::env::args().skip(1).find(|a| !a.starts_with("--")).and_then(|a| a.parse().ok()).unwrap_or(20_000);
@@ -117,7 +77,13 @@ fn main() {
     );
     for (i, payload) in [0usize, 64, 512, 4072].into_iter().enumerate() {
         let o = stats(o2net_rtts(&n1, payload, rounds));
-        let t = stats(tcp_rtts(port + 1 + i as u16, payload, rounds));
+        let t = stats(tcp_rtts(
+            Ipv4Addr::new(127, 0, 0, 22),
+            Ipv4Addr::new(127, 0, 0, 21),
+            port + 1 + i as u16,
+            payload,
+            rounds,
+        ));
         println!(
             "{:>8} {:>10.1} {:>10.1} {:>10.1}   {:>10.1} {:>10.1} {:>10.1}   {:>6.2}x",
             payload,

@@ -11,21 +11,22 @@
 //! `cargo bench -p ocfs2-examples --bench dlm_lock [-- ROUNDS [SECONDS]]` (defaults: 5000 lock
 //! round trips, 3 seconds of ping-pong).
 
+#[path = "tcp_baseline.rs"]
+mod tcp_baseline;
+
 use ocfs2::cluster::config::ClusterConfig;
 use ocfs2::cluster::heartbeat::HeartbeatRegion;
-use ocfs2::cluster::net::dial;
 use ocfs2::cluster::timeouts::Timeouts;
 use ocfs2::device::{BlockDevice, MemDevice};
 use ocfs2::dlm::{Dlm, Mode};
 use ocfs2::{Cluster, FenceAction};
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+use tcp_baseline::{tcp_rtts, HEADER};
 
 /// `struct o2net_msg`: before every payload, and alone as the status reply.
-const HEADER: usize = 24;
 /// `struct dlm_create_lock`: cookie, flags, pad, node, mode, name length, 64 name bytes.
 const CREATE_LOCK_LEN: usize = 80;
 const PING_TYPE: u16 = 7;
@@ -83,43 +84,6 @@ fn two_nodes(port: u16) -> (Arc<Cluster>, Arc<Cluster>) {
     });
     wait_until(Duration::from_secs(20), || a.members().to_vec() == vec![1] && b.members().to_vec() == vec![0]);
     (a, b)
-}
-
-/// A bare TCP ping-pong: a request of header + `payload` bytes, a reply of one header.
-fn tcp_rtts(port: u16, payload: usize, rounds: usize) -> Vec<f64> {
-    let listener = TcpListener::bind((addr(0), port)).expect("bind");
-    let server = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        s.set_nodelay(true).unwrap();
-        let mut req = vec![0u8; HEADER + payload];
-        let reply = [0u8; HEADER];
-        while s.read_exact(&mut req).is_ok() {
-            if s.write_all(&reply).is_err() {
-                break;
-            }
-        }
-    });
-    let mut c: TcpStream =
-        dial(addr(1).into(), SocketAddr::from((addr(0), port)), Duration::from_secs(5)).expect("connect");
-    let req = vec![0x5a; HEADER + payload];
-    let mut reply = [0u8; HEADER];
-    let mut once = || {
-        c.write_all(&req).unwrap();
-        c.read_exact(&mut reply).unwrap();
-    };
-    for _ in 0..rounds / 10 {
-        once();
-    }
-    let out = (0..rounds)
-        .map(|_| {
-            let t = Instant::now();
-            once();
-            t.elapsed().as_secs_f64() * 1e6
-        })
-        .collect();
-    drop(c);
-    server.join().unwrap();
-    out
 }
 
 /// o2net round trips of `payload` bytes from node 1 to node 0 on the clusters' own o2net.
@@ -243,7 +207,7 @@ fn main() {
     let d1 = Dlm::join(&b, "dlmbench").expect("node 1 joins");
     wait_until(Duration::from_secs(20), || d0.members() == vec![0, 1] && d1.members() == vec![0, 1]);
 
-    let tcp = stats(tcp_rtts(port + 1, CREATE_LOCK_LEN, rounds));
+    let tcp = stats(tcp_rtts(addr(1), addr(0), port + 1, CREATE_LOCK_LEN, rounds));
     let o2net = stats(o2net_rtts(&a, &b, CREATE_LOCK_LEN, rounds));
     let (lock, unlock, both) = uncached(&d0, &d1, rounds);
     let (lock, unlock, both) = (stats(lock), stats(unlock), stats(both));
