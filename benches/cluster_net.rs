@@ -14,8 +14,6 @@ use tcp_baseline::tcp_rtts;
 
 const MSG_TYPE: u16 = 7;
 const KEY: u32 = 0x6265_6e63;
-/// `struct o2net_msg`: what travels before every payload, and alone as the status reply.
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p) as usize]
 }

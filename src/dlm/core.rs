@@ -171,7 +171,13 @@ struct MLock {
     convert: Option<Mode>,
     /// The highest mode a BAST was already sent for, since the last mode change.
     bast: Option<Mode>,
+    /// The pending request asked for the LVB with its grant (the kernel's DLM_LKSB_GET_LVB).
+    /// A kernel owner BUGs on an AST that carries an LVB it did not ask for.
+    get_lvb: bool,
 }
+
+/// An AST or BAST the master owes: node, cookie, type, mode, and whether the LVB goes along.
+type Delivery = (u8, u64, u8, Mode, bool);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
@@ -344,6 +350,11 @@ pub struct DlmCore {
     /// mastered.
     rm_dead: Option<(u8, BTreeSet<u8>)>,
     leave_deadline: Option<Millis>,
+    /// The cluster's node numbers, which a joiner's QUERY_NODEINFO must list (None: unchecked).
+    cluster_nodes: Option<BTreeSet<u8>>,
+    /// The global heartbeat regions, which a joiner's QUERY_REGION must list; None with local
+    /// heartbeat, where the joiner must list none.
+    global_regions: Option<BTreeSet<Vec<u8>>>,
     out: Vec<Action>,
     violations: Vec<String>,
     stats: Stats,
@@ -392,6 +403,8 @@ impl DlmCore {
             reported: None,
             rm_dead: None,
             leave_deadline: None,
+            cluster_nodes: None,
+            global_regions: None,
             out: Vec::new(),
             violations: Vec::new(),
             stats: Stats::default(),
@@ -401,6 +414,17 @@ impl DlmCore {
 
     pub fn node(&self) -> u8 {
         self.node
+    }
+
+    /// The node numbers of cluster.conf: a kernel joiner's QUERY_NODEINFO must name the same.
+    pub fn set_cluster_nodes(&mut self, nodes: impl IntoIterator<Item = u8>) {
+        self.cluster_nodes = Some(nodes.into_iter().collect());
+    }
+
+    /// Global heartbeat: the regions this node heartbeats on, which a joiner's QUERY_REGION
+    /// must name. Without a call, local heartbeat is assumed (the joiner must name none).
+    pub fn set_global_regions(&mut self, regions: impl IntoIterator<Item = String>) {
+        self.global_regions = Some(regions.into_iter().map(String::into_bytes).collect());
     }
 
     pub fn domain(&self) -> &str {
@@ -1013,12 +1037,17 @@ impl DlmCore {
         if l.op != Op::None && l.op_sent != Some(owner) {
             l.op_sent = Some(owner);
             let (kind, mode, flags, lvb) = match l.op {
+                // As the kernel's dlmlock: a lock at PR or EX asks for the LVB with its grant
+                // (GET_LVB), a release from EX carries it (PUT_LVB, added by the encoder).
                 Op::Create { mode, noqueue } => {
-                    (OpKind::Create, mode, if noqueue { LKM_NOQUEUE } else { 0 } | LKM_VALBLK, None)
+                    let get = if mode >= Mode::Pr { LKM_GET_LVB } else { 0 };
+                    (OpKind::Create, mode, if noqueue { LKM_NOQUEUE } else { 0 } | LKM_VALBLK | get, None)
                 }
                 Op::Convert { mode, noqueue } => {
                     let lvb = (l.granted == Some(Mode::Ex)).then_some(l.lvb);
-                    (OpKind::Convert, mode, if noqueue { LKM_NOQUEUE } else { 0 } | LKM_VALBLK | LKM_CONVERT, lvb)
+                    let get = if lvb.is_none() && mode > Mode::Nl { LKM_GET_LVB } else { 0 };
+                    let flags = if noqueue { LKM_NOQUEUE } else { 0 } | LKM_VALBLK | LKM_CONVERT | get;
+                    (OpKind::Convert, mode, flags, lvb)
                 }
                 Op::Unlock => {
                     let lvb = (l.granted == Some(Mode::Ex)).then_some(l.lvb);
@@ -1084,6 +1113,9 @@ impl DlmCore {
                 }
                 _ => {}
             },
+            // A kernel master's answer to a cancel that came after the grant
+            // (`dlm_get_cancel_actions`): the grant's AST completes the request.
+            status::DLM_CANCELGRANT if cancel => {}
             status::DLM_IVLOCKID if !cancel && l.op == Op::Unlock => {
                 self.finish_local(cookie);
                 self.out.push(Action::Unlocked { lock: LockId(cookie) });
@@ -1102,8 +1134,14 @@ impl DlmCore {
                     }
                 }
                 let now = self.now;
+                let forget_owner = status == status::DLM_IVLOCKID && !cancel && matches!(l.op, Op::Create { .. });
                 if let Some(r) = self.res.get_mut(&name) {
                     r.retry_at = Some(now + RETRY_MS);
+                    // A kernel master that purged the resource (it keeps no record of nodes
+                    // that never took a reference) knows no such name: find the master again.
+                    if forget_owner && matches!(r.owner, Owner::Node(_)) {
+                        r.owner = Owner::Unknown;
+                    }
                 }
             }
         }
@@ -1226,14 +1264,15 @@ impl DlmCore {
             return if r.recovering { status::DLM_RECOVERING } else { status::DLM_FORWARD };
         }
         let found = r.find(cookie);
-        let mut asts: Vec<(u8, u64, u8, Mode)> = Vec::new();
+        let mut asts: Vec<Delivery> = Vec::new();
         let st = match kind {
             OpKind::Create => {
                 if let Some((q, i)) = found {
                     // A request that came again: if granted, its AST may have been lost with
                     // a departed master, so confirm it.
                     if q == 0 {
-                        asts.push((from, cookie, DLM_AST, r.granted[i].mode));
+                        let m = r.granted[i].mode;
+                        asts.push((from, cookie, DLM_AST, m, m >= Mode::Pr));
                     }
                     status::DLM_NORMAL
                 } else if flags & LKM_NOQUEUE != 0
@@ -1241,7 +1280,8 @@ impl DlmCore {
                 {
                     status::DLM_NOTQUEUED
                 } else {
-                    r.blocked.push(MLock { cookie, node: from, mode, convert: None, bast: None });
+                    let get_lvb = flags & LKM_GET_LVB != 0;
+                    r.blocked.push(MLock { cookie, node: from, mode, convert: None, bast: None, get_lvb });
                     status::DLM_NORMAL
                 }
             }
@@ -1262,21 +1302,26 @@ impl DlmCore {
                             r.lvb = v;
                         }
                     }
+                    // The kernel's __dlmconvert_master: with VALBLK, a convert from NL or PR
+                    // to a higher mode fetches the LVB.
+                    let get_lvb =
+                        flags & LKM_GET_LVB != 0 || (flags & LKM_VALBLK != 0 && cur != Mode::Ex && mode > Mode::Nl);
                     if mode == cur {
                         // Already there: a request that came twice, or a release recovery
                         // counted as done. The AST confirms it (the owner ignores extras).
-                        asts.push((from, cookie, DLM_AST, mode));
+                        asts.push((from, cookie, DLM_AST, mode, mode >= Mode::Pr));
                         status::DLM_NORMAL
                     } else if mode < cur {
                         r.granted[i].mode = mode;
                         r.granted[i].bast = None;
-                        asts.push((from, cookie, DLM_AST, mode));
+                        asts.push((from, cookie, DLM_AST, mode, get_lvb));
                         status::DLM_NORMAL
                     } else if flags & LKM_NOQUEUE != 0 && (!r.compatible(cookie, mode) || !r.converting.is_empty()) {
                         status::DLM_NOTQUEUED
                     } else {
                         let mut l = r.granted.remove(i);
                         l.convert = Some(mode);
+                        l.get_lvb = get_lvb;
                         r.converting.push(l);
                         status::DLM_NORMAL
                     }
@@ -1287,12 +1332,12 @@ impl DlmCore {
                     Some((1, i)) => {
                         let mut l = r.converting.remove(i);
                         l.convert = None;
-                        asts.push((l.node, l.cookie, DLM_ASTUNLOCK, l.mode));
+                        asts.push((l.node, l.cookie, DLM_ASTUNLOCK, l.mode, false));
                         r.granted.push(l);
                     }
                     Some((2, i)) => {
                         let l = r.blocked.remove(i);
-                        asts.push((l.node, l.cookie, DLM_ASTUNLOCK, l.mode));
+                        asts.push((l.node, l.cookie, DLM_ASTUNLOCK, l.mode, false));
                     }
                     _ => {}
                 }
@@ -1311,8 +1356,8 @@ impl DlmCore {
             }
         };
         let lvb_now = r.lvb;
-        for (node, c, t, m) in asts {
-            self.deliver(node, c, name, t, m, lvb_now);
+        for d in asts {
+            self.deliver(name, d, lvb_now);
         }
         self.grant(name);
         st
@@ -1320,7 +1365,7 @@ impl DlmCore {
 
     /// Grants what can be granted, in queue order, and sends BASTs to the holders in the way.
     fn grant(&mut self, name: &[u8]) {
-        let mut deliveries: Vec<(u8, u64, u8, Mode)> = Vec::new();
+        let mut deliveries: Vec<Delivery> = Vec::new();
         let lvb;
         {
             // A leaving master handed its queues over with its LVBs: it grants nothing more.
@@ -1339,7 +1384,8 @@ impl DlmCore {
                         l.mode = want;
                         l.convert = None;
                         l.bast = None;
-                        deliveries.push((l.node, l.cookie, DLM_AST, want));
+                        deliveries.push((l.node, l.cookie, DLM_AST, want, l.get_lvb));
+                        l.get_lvb = false;
                         r.granted.push(l);
                         continue;
                     }
@@ -1352,7 +1398,8 @@ impl DlmCore {
                     if r.compatible(head.cookie, want) {
                         let mut l = r.blocked.remove(0);
                         l.bast = None;
-                        deliveries.push((l.node, l.cookie, DLM_AST, want));
+                        deliveries.push((l.node, l.cookie, DLM_AST, want, l.get_lvb));
+                        l.get_lvb = false;
                         r.granted.push(l);
                         continue;
                     }
@@ -1363,30 +1410,30 @@ impl DlmCore {
             }
             lvb = r.lvb;
         }
-        for (node, cookie, t, m) in deliveries {
-            self.deliver(node, cookie, name, t, m, lvb);
+        for d in deliveries {
+            self.deliver(name, d, lvb);
         }
     }
 
-    fn basts_for(r: &mut Res, cookie: u64, want: Mode, out: &mut Vec<(u8, u64, u8, Mode)>) {
+    fn basts_for(r: &mut Res, cookie: u64, want: Mode, out: &mut Vec<Delivery>) {
         for l in r.granted.iter_mut().chain(r.converting.iter_mut()) {
             if l.cookie != cookie && !l.mode.compatible(want) && l.bast.is_none_or(|b| b < want) {
                 l.bast = Some(want);
-                out.push((l.node, l.cookie, DLM_BAST, want));
+                out.push((l.node, l.cookie, DLM_BAST, want, false));
             }
         }
     }
 
     /// An AST, unlock AST or BAST to the lock's node: here, or as a PROXY_AST message.
-    fn deliver(&mut self, node: u8, cookie: u64, name: &[u8], ast_type: u8, mode: Mode, lvb: Lvb) {
-        let with_lvb = ast_type == DLM_AST && mode >= Mode::Pr;
+    fn deliver(&mut self, name: &[u8], (node, cookie, ast_type, mode, with_lvb): Delivery, lvb: Lvb) {
+        let with_lvb = with_lvb && ast_type == DLM_AST;
         if node == self.node {
             self.on_ast(cookie, ast_type, Some(mode), with_lvb.then_some(lvb));
             return;
         }
         let msg = Msg::ProxyAst {
             cookie,
-            flags: 0,
+            flags: if ast_type == DLM_AST { LKM_AST_MODE } else { 0 },
             node_idx: self.node,
             ast_type,
             blocked_type: mode.to_wire(),
@@ -1866,9 +1913,19 @@ impl DlmCore {
             let locks: Vec<MigratableLock> = locks.into_iter().filter(|l| r.find(l.cookie).is_none()).collect();
             for l in locks {
                 let Some(t) = Mode::from_wire(l.type_) else { continue };
-                let ml = MLock { cookie: l.cookie, node: l.node, mode: t, convert: None, bast: None };
+                // What the request asked for is not in the record: a pending one gets the LVB.
+                let ml = MLock {
+                    cookie: l.cookie,
+                    node: l.node,
+                    mode: t,
+                    convert: None,
+                    bast: None,
+                    get_lvb: t >= Mode::Pr,
+                };
                 match (l.list, Mode::from_wire(l.convert_type)) {
-                    (MIG_LIST_CONVERTING, Some(cv)) if cv > t => r.converting.push(MLock { convert: Some(cv), ..ml }),
+                    (MIG_LIST_CONVERTING, Some(cv)) if cv > t => {
+                        r.converting.push(MLock { convert: Some(cv), get_lvb: cv >= Mode::Pr, ..ml })
+                    }
                     (MIG_LIST_BLOCKED, _) => r.blocked.push(ml),
                     _ => r.granted.push(ml),
                 }
@@ -2040,6 +2097,52 @@ impl DlmCore {
         }
         self.joining_node = Some(from);
         join_response(JOIN_OK, dlm_proto.1.min(DLM_PROTOCOL.1), fs_proto.1.min(FS_PROTOCOL.1))
+    }
+
+    /// A joiner's heartbeat regions (the kernel's `dlm_query_region_handler`): it must be the
+    /// node between its query and its assert, and heartbeat as we do.
+    fn on_query_region(&mut self, from: u8, domain: &[u8], regions: &[[u8; O2HB_MAX_REGION_NAME_LEN]]) -> i32 {
+        if domain != self.domain.as_bytes() || self.joining_node != Some(from) {
+            log::warn!("o2dlm {}: node {from} queried heartbeat regions but is not joining", self.domain);
+            return -libc::EINVAL;
+        }
+        let theirs: BTreeSet<Vec<u8>> =
+            regions.iter().map(|r| r.iter().copied().take_while(|&c| c != 0).collect::<Vec<u8>>()).collect();
+        let agree = match &self.global_regions {
+            None => theirs.is_empty(),
+            Some(ours) => !theirs.is_empty() && theirs == *ours,
+        };
+        if !agree {
+            log::error!(
+                "o2dlm {}: node {from} heartbeats on {} region(s), this node on {}",
+                self.domain,
+                theirs.len(),
+                self.global_regions.as_ref().map_or("its local region only".to_string(), |r| format!("{}", r.len()))
+            );
+            return -libc::EINVAL;
+        }
+        0
+    }
+
+    /// A joiner's cluster.conf (the kernel's `dlm_query_nodeinfo_handler`). The kernel compares
+    /// numbers, addresses and ports; we compare the numbers only, since a peer behind NAT (a
+    /// VM's user-mode network) knows the nodes by other addresses than we do.
+    fn on_query_nodeinfo(&mut self, from: u8, domain: &[u8], nodes: &[NodeInfo]) -> i32 {
+        if domain != self.domain.as_bytes() || self.joining_node != Some(from) {
+            log::warn!("o2dlm {}: node {from} queried the node list but is not joining", self.domain);
+            return -libc::EINVAL;
+        }
+        for n in nodes {
+            log::debug!("o2dlm {}: node {from} lists node {} at {}:{}", self.domain, n.num, n.addr, n.port);
+        }
+        let theirs: BTreeSet<u8> = nodes.iter().map(|n| n.num).collect();
+        if let Some(ours) = &self.cluster_nodes {
+            if theirs != *ours {
+                log::error!("o2dlm {}: node {from} lists nodes {theirs:?}, this node {ours:?}", self.domain);
+                return -libc::EINVAL;
+            }
+        }
+        0
     }
 
     fn on_assert_joined(&mut self, from: u8) -> i32 {
@@ -2234,12 +2337,24 @@ impl DlmCore {
                 let kind = if flags & LKM_CANCEL != 0 { OpKind::Cancel } else { OpKind::Unlock };
                 self.master_op(from, cookie, &name, kind, Mode::Nl, flags, lvb)
             }
-            Msg::ProxyAst { cookie, ast_type, blocked_type, lvb, .. } => {
+            Msg::ProxyAst { cookie, flags, ast_type, blocked_type, lvb, .. } => {
                 if self.res_owner_is(from, cookie) {
-                    self.on_ast(cookie, ast_type, Mode::from_wire(blocked_type), lvb);
+                    let mode = if ast_type == DLM_AST && flags & LKM_AST_MODE == 0 {
+                        // A kernel master's AST (`dlm_send_proxy_ast` passes blocked_type 0):
+                        // it grants what the lock asked for; a kernel never sends one twice.
+                        self.locks.get(&cookie).and_then(|l| match l.op {
+                            Op::Create { mode, .. } | Op::Convert { mode, .. } => Some(mode),
+                            _ => None,
+                        })
+                    } else {
+                        Mode::from_wire(blocked_type)
+                    };
+                    self.on_ast(cookie, ast_type, mode, lvb);
                 }
                 0
             }
+            Msg::QueryRegion { domain, regions, .. } => self.on_query_region(from, &domain, &regions),
+            Msg::QueryNodeinfo { domain, nodes, .. } => self.on_query_nodeinfo(from, &domain, &nodes),
             Msg::DerefLockres { .. } => 0,
             Msg::MigLockres { master, flags, mig_cookie, name, lvb, locks, .. } => {
                 self.on_mig_lockres(from, master, mig_cookie, flags, &name, lvb, locks)
@@ -2271,7 +2386,16 @@ impl DlmCore {
         self.maybe_start_recovery();
         self.poke_recovery_master();
         if self.state == DomainState::Leaving && self.leave_deadline.is_some_and(|t| t <= now) {
-            log::warn!("o2dlm: node {} leaves domain {} before its resources were taken over", self.node, self.domain);
+            if self.res.values().any(|r| r.owner == Owner::Me) {
+                log::warn!(
+                    "o2dlm: node {} leaves domain {} before its resources were taken over",
+                    self.node,
+                    self.domain
+                );
+            } else {
+                // Nothing to hand over; a kernel member recovers a leaver without asking it.
+                log::info!("o2dlm: node {} leaves domain {} (it mastered nothing)", self.node, self.domain);
+            }
             self.finish_leave();
         }
         let due: Vec<u8> = self
@@ -2410,6 +2534,156 @@ mod tests {
         let mut l = [0u8; DLM_LVB_LEN];
         l[..text.len()].copy_from_slice(text.as_bytes());
         l
+    }
+
+    /// Node 1 (ours) founded "dom"; node 0 plays a Linux kernel joining it the way
+    /// `dlm_try_to_join_domain` does: query, nodeinfo, regions, assert.
+    fn beside_a_kernel() -> DlmCore {
+        let mut c = DlmCore::new(1, "dom", 1).unwrap();
+        c.set_cluster_nodes([0, 1]);
+        c.node_up(0, 0);
+        c.join(0).unwrap();
+        assert!(matches!(c.drain().as_slice(), [Action::Send { to: 0, msg_type: DLM_QUERY_JOIN_MSG, .. }]));
+        c.reply(1, 0, join_response(JOIN_OK_NO_MAP, 0, 0));
+        assert_eq!(c.drain(), vec![Action::Joined { members: vec![1] }]);
+        let mut map = [0u8; NODE_MAP_BYTES];
+        map_set(&mut map, 0);
+        map_set(&mut map, 1);
+        let dom = b"dom".to_vec();
+        let q = Msg::QueryJoin { node_idx: 0, dlm_proto: (1, 3), fs_proto: (1, 0), domain: dom.clone(), node_map: map };
+        assert_eq!(c.receive(2, 0, DLM_QUERY_JOIN_MSG, &q.encode()), join_response(JOIN_OK, 3, 0));
+        let node = |num, last| NodeInfo { num, port: 7777, addr: std::net::Ipv4Addr::new(10, 0, 2, last) };
+        let ni = Msg::QueryNodeinfo { node_idx: 0, domain: dom.clone(), nodes: vec![node(0, 15), node(1, 2)] };
+        assert_eq!(c.receive(3, 0, DLM_QUERY_NODEINFO_MSG, &ni.encode()), 0);
+        let qr = Msg::QueryRegion { node_idx: 0, domain: dom.clone(), regions: vec![] };
+        assert_eq!(c.receive(3, 0, DLM_QUERY_REGION_MSG, &qr.encode()), 0);
+        let aj = Msg::AssertJoined { node_idx: 0, domain: dom };
+        assert_eq!(c.receive(4, 0, DLM_ASSERT_JOINED_MSG, &aj.encode()), 0);
+        assert_eq!(c.members(), vec![0, 1]);
+        c
+    }
+
+    #[test]
+    fn a_kernel_joiners_node_and_region_queries_are_checked_like_the_kernel_checks_them() {
+        let mut c = DlmCore::new(1, "dom", 1).unwrap();
+        c.set_cluster_nodes([0, 1]);
+        c.node_up(0, 0);
+        c.join(0).unwrap();
+        c.drain();
+        c.reply(1, 0, join_response(JOIN_OK_NO_MAP, 0, 0));
+        let node = |num| NodeInfo { num, port: 7777, addr: std::net::Ipv4Addr::LOCALHOST };
+        let nodeinfo =
+            |nodes: Vec<NodeInfo>| Msg::QueryNodeinfo { node_idx: 0, domain: b"dom".to_vec(), nodes }.encode();
+        // Not between its query and its assert: refused, as `dlm_query_nodeinfo_handler` does.
+        assert_eq!(c.receive(2, 0, DLM_QUERY_NODEINFO_MSG, &nodeinfo(vec![node(0), node(1)])), -libc::EINVAL);
+        let mut map = [0u8; NODE_MAP_BYTES];
+        map_set(&mut map, 0);
+        map_set(&mut map, 1);
+        let q =
+            Msg::QueryJoin { node_idx: 0, dlm_proto: (1, 3), fs_proto: (1, 0), domain: b"dom".to_vec(), node_map: map };
+        assert_eq!(c.receive(3, 0, DLM_QUERY_JOIN_MSG, &q.encode()), join_response(JOIN_OK, 3, 0));
+        // Another cluster.conf: refused. The addresses may differ (NAT); the numbers may not.
+        assert_eq!(c.receive(4, 0, DLM_QUERY_NODEINFO_MSG, &nodeinfo(vec![node(0), node(1), node(2)])), -libc::EINVAL);
+        assert_eq!(c.receive(4, 0, DLM_QUERY_NODEINFO_MSG, &nodeinfo(vec![node(0), node(1)])), 0);
+        // Local heartbeat here: a joiner with global heartbeat regions is refused.
+        let qr = Msg::QueryRegion { node_idx: 0, domain: b"dom".to_vec(), regions: vec![[b'A'; 32]] };
+        assert_eq!(c.receive(5, 0, DLM_QUERY_REGION_MSG, &qr.encode()), -libc::EINVAL);
+        let qr = Msg::QueryRegion { node_idx: 0, domain: b"dom".to_vec(), regions: vec![] };
+        assert_eq!(c.receive(5, 0, DLM_QUERY_REGION_MSG, &qr.encode()), 0);
+    }
+
+    #[test]
+    fn a_kernel_masters_grant_without_our_mark_grants_the_mode_asked_for_with_the_lvb() {
+        let mut c = beside_a_kernel();
+        // The kernel masters "res": it asks us (NO), then asserts.
+        let mr = Msg::MasterRequest { node_idx: 0, flags: 0, name: b"res".to_vec() };
+        assert_eq!(c.receive(5, 0, DLM_MASTER_REQUEST_MSG, &mr.encode()), DLM_MASTER_RESP_NO);
+        let am = Msg::AssertMaster { node_idx: 0, flags: 0, name: b"res".to_vec() };
+        assert_eq!(c.receive(5, 0, DLM_ASSERT_MASTER_MSG, &am.encode()), 0);
+        let id = c.lock(6, b"res", Mode::Ex, 0).unwrap();
+        let sent = c.drain();
+        let [Action::Send { to: 0, msg_type: DLM_CREATE_LOCK_MSG, payload, .. }] = sent.as_slice() else {
+            panic!("{sent:?}")
+        };
+        // As the kernel's dlmlock asks: VALBLK at PR or EX means GET_LVB, or no LVB comes back.
+        let Msg::CreateLock { flags, .. } = Msg::decode(DLM_CREATE_LOCK_MSG, payload).unwrap() else { panic!() };
+        assert_eq!(flags & (LKM_VALBLK | LKM_GET_LVB), LKM_VALBLK | LKM_GET_LVB);
+        c.reply(7, 0, status::DLM_NORMAL);
+        // `dlm_send_proxy_ast`: blocked_type 0 in an AST, no mark, the LVB since we asked.
+        let ast = Msg::ProxyAst {
+            cookie: id.0,
+            flags: 0,
+            node_idx: 0,
+            ast_type: DLM_AST,
+            blocked_type: 0,
+            name: b"res".to_vec(),
+            lvb: Some(lvb("from the kernel")),
+        };
+        assert_eq!(c.receive(8, 0, DLM_PROXY_AST_MSG, &ast.encode()), 0);
+        assert_eq!(c.drain(), vec![Action::Granted { lock: id, mode: Mode::Ex, lvb: lvb("from the kernel") }]);
+        c.unlock(9, id, Some(&lvb("from us"))).unwrap();
+        let sent = c.drain();
+        let [Action::Send { to: 0, msg_type: DLM_UNLOCK_LOCK_MSG, payload, .. }] = sent.as_slice() else {
+            panic!("{sent:?}")
+        };
+        let Msg::UnlockLock { flags, lvb: put, .. } = Msg::decode(DLM_UNLOCK_LOCK_MSG, payload).unwrap() else {
+            panic!()
+        };
+        assert_eq!((flags & (LKM_PUT_LVB | LKM_GET_LVB), put), (LKM_PUT_LVB, Some(lvb("from us"))));
+        c.reply(10, 0, status::DLM_NORMAL);
+        assert_eq!(c.drain(), vec![Action::Unlocked { lock: id }]);
+    }
+
+    #[test]
+    fn as_master_we_send_the_lvb_only_to_a_lock_that_asked_for_it() {
+        let mut c = beside_a_kernel();
+        // We master "res": the kernel answers our request NO.
+        let mine = c.lock(5, b"res", Mode::Ex, 0).unwrap();
+        c.drain();
+        c.reply(6, 0, DLM_MASTER_RESP_NO);
+        let out = c.drain();
+        assert!(out.contains(&Action::Granted { lock: mine, mode: Mode::Ex, lvb: [0; DLM_LVB_LEN] }), "{out:?}");
+        c.reply(6, 0, 0); // the assert
+        c.unlock(7, mine, Some(&lvb("v1"))).unwrap();
+        c.drain();
+        // A kernel lock asks for EX with the LVB: granted at once, the AST carries it.
+        let cookie = 0x0000_0000_0000_0042;
+        let create = Msg::CreateLock {
+            cookie,
+            flags: LKM_VALBLK | LKM_GET_LVB,
+            node_idx: 0,
+            requested_type: Mode::Ex.to_wire(),
+            name: b"res".to_vec(),
+        };
+        assert_eq!(c.receive(8, 0, DLM_CREATE_LOCK_MSG, &create.encode()), status::DLM_NORMAL);
+        let ast = |c: &mut DlmCore| {
+            let sent = c.drain();
+            let [Action::Send { to: 0, msg_type: DLM_PROXY_AST_MSG, payload, .. }] = sent.as_slice() else {
+                panic!("{sent:?}")
+            };
+            let m = Msg::decode(DLM_PROXY_AST_MSG, payload).unwrap();
+            c.reply(9, 0, 0);
+            m
+        };
+        let Msg::ProxyAst { flags, blocked_type, lvb: got, .. } = ast(&mut c) else { panic!() };
+        assert_eq!(flags & (LKM_GET_LVB | LKM_AST_MODE), LKM_GET_LVB | LKM_AST_MODE);
+        assert_eq!((blocked_type, got), (Mode::Ex.to_wire(), Some(lvb("v1"))));
+        // Down to PR putting the LVB (dlmglue, user_dlm): the AST must not carry one, since
+        // `dlm_proxy_ast_handler` BUGs on GET_LVB for a lock that did not ask.
+        let convert = Msg::ConvertLock {
+            cookie,
+            flags: LKM_VALBLK | LKM_CONVERT,
+            node_idx: 0,
+            requested_type: Mode::Pr.to_wire(),
+            name: b"res".to_vec(),
+            lvb: Some(lvb("v2")),
+        };
+        assert_eq!(c.receive(10, 0, DLM_CONVERT_LOCK_MSG, &convert.encode()), status::DLM_NORMAL);
+        let Msg::ProxyAst { flags, lvb: got, .. } = ast(&mut c) else { panic!() };
+        assert_eq!((flags & LKM_GET_LVB, got), (0, None));
+        // The value it put is the resource's now: our PR lock gets it.
+        let pr = c.lock(11, b"res", Mode::Pr, 0).unwrap();
+        assert!(c.drain().contains(&Action::Granted { lock: pr, mode: Mode::Pr, lvb: lvb("v2") }));
     }
 
     #[test]

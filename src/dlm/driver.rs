@@ -310,7 +310,12 @@ impl Dlm {
         let node = cluster.local_node().number;
         let incarnation =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(1);
-        let core = DlmCore::new(node, domain, incarnation)?;
+        let mut core = DlmCore::new(node, domain, incarnation)?;
+        // What a joining kernel node's QUERY_NODEINFO and QUERY_REGION are checked against.
+        core.set_cluster_nodes(cluster.config().nodes_of(cluster.cluster_name()).map(|n| n.number));
+        if cluster.heartbeat_mode() == crate::cluster::config::HeartbeatMode::Global {
+            core.set_global_regions(cluster.regions().into_iter().map(|(name, _)| name));
+        }
         let key = core.key();
         let inner = Arc::new(Inner {
             cluster: cluster.clone(),

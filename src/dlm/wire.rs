@@ -27,6 +27,8 @@ pub const DLM_LOCK_REQUEST_MSG: u16 = 515;
 pub const DLM_RECO_DATA_DONE_MSG: u16 = 516;
 pub const DLM_BEGIN_RECO_MSG: u16 = 517;
 pub const DLM_FINALIZE_RECO_MSG: u16 = 518;
+pub const DLM_QUERY_REGION_MSG: u16 = 519;
+pub const DLM_QUERY_NODEINFO_MSG: u16 = 520;
 pub const DLM_BEGIN_EXIT_DOMAIN_MSG: u16 = 521;
 
 /// The key of the join and query messages, which are not yet bound to a domain.
@@ -38,6 +40,12 @@ pub const DLM_LVB_LEN: usize = 64;
 pub const NODE_MAP_BYTES: usize = 32;
 /// Lock entries that fit one MIG_LOCKRES message.
 pub const DLM_MAX_MIGRATABLE_LOCKS: usize = 240;
+/// Nodes a cluster can have (`O2NM_MAX_NODES`): the size of a nodeinfo query's table.
+pub const O2NM_MAX_NODES: usize = 255;
+/// Global heartbeat regions (`O2NM_MAX_REGIONS`) and the length of a region name
+/// (`O2HB_MAX_REGION_NAME_LEN`): the size of a region query's table.
+pub const O2NM_MAX_REGIONS: usize = 32;
+pub const O2HB_MAX_REGION_NAME_LEN: usize = 32;
 
 /// The DLM protocol we speak (1.3 in Linux since 3.x) and the fs locking protocol of ocfs2.
 pub const DLM_PROTOCOL: (u8, u8) = (1, 3);
@@ -53,6 +61,11 @@ pub const LKM_MIGRATION: u32 = 0x1000_0000;
 pub const LKM_PUT_LVB: u32 = 0x2000_0000;
 pub const LKM_GET_LVB: u32 = 0x4000_0000;
 pub const LKM_RECOVERY: u32 = 0x8000_0000;
+/// Our mark on a PROXY_AST of type AST: its `blocked_type` carries the granted mode. The bit is
+/// `LKM_UNUSED1` in dlmapi.h, and the kernel's `dlm_proxy_ast_handler` reads no flag but
+/// PUT_LVB and GET_LVB; a kernel's AST never has it (its `blocked_type` is then 0 and means
+/// nothing: the grant is of the mode the lock asked for).
+pub const LKM_AST_MODE: u32 = 0x0000_0001;
 
 // Proxy AST kinds.
 pub const DLM_AST: u8 = 0;
@@ -86,6 +99,7 @@ pub mod status {
     pub const DLM_DENIED: i32 = 2;
     pub const DLM_IVLOCKID: i32 = 11;
     pub const DLM_BADARGS: i32 = 19;
+    pub const DLM_CANCELGRANT: i32 = 10;
     pub const DLM_NOTQUEUED: i32 = 21;
     pub const DLM_IVBUFLEN: i32 = 22;
     pub const DLM_BADPARAM: i32 = 24;
@@ -273,6 +287,28 @@ pub enum Msg {
         dead_node: u8,
         flags: u8,
     },
+    /// A joiner's list of global heartbeat regions (none with local heartbeat), checked by
+    /// every member before the joiner asserts (`dlm_query_region`).
+    QueryRegion {
+        node_idx: u8,
+        domain: Vec<u8>,
+        regions: Vec<[u8; O2HB_MAX_REGION_NAME_LEN]>,
+    },
+    /// A joiner's cluster.conf nodes, checked by every member before the joiner asserts
+    /// (`dlm_query_nodeinfo`).
+    QueryNodeinfo {
+        node_idx: u8,
+        domain: Vec<u8>,
+        nodes: Vec<NodeInfo>,
+    },
+}
+
+/// One node of a nodeinfo query (`dlm_node_info`, 8 bytes): its number and o2net address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub num: u8,
+    pub port: u16,
+    pub addr: std::net::Ipv4Addr,
 }
 
 // Sizes of the fixed parts.
@@ -286,6 +322,10 @@ const ASSERT_JOINED_LEN: usize = 4 + O2NM_MAX_NAME_LEN; // 68
 const EXIT_DOMAIN_LEN: usize = 4;
 const RECO_SMALL_LEN: usize = 8; // lock request, begin reco, finalize reco
 const RECO_DATA_DONE_LEN: usize = 8 + DLM_LVB_LEN; // 72
+const QUERY_HEADER_LEN: usize = 4 + O2NM_MAX_NAME_LEN; // 68: node, count, namelen, pad, domain
+const NODE_INFO_LEN: usize = 8;
+const QUERY_NODEINFO_LEN: usize = QUERY_HEADER_LEN + NODE_INFO_LEN * O2NM_MAX_NODES; // 2108
+const QUERY_REGION_LEN: usize = QUERY_HEADER_LEN + O2HB_MAX_REGION_NAME_LEN * O2NM_MAX_REGIONS; // 1092
 
 fn put_name(buf: &mut [u8], off: usize, name: &[u8], max: usize) {
     let n = name.len().min(max);
@@ -333,12 +373,21 @@ impl Msg {
             Msg::RecoDataDone { .. } => DLM_RECO_DATA_DONE_MSG,
             Msg::BeginReco { .. } => DLM_BEGIN_RECO_MSG,
             Msg::FinalizeReco { .. } => DLM_FINALIZE_RECO_MSG,
+            Msg::QueryRegion { .. } => DLM_QUERY_REGION_MSG,
+            Msg::QueryNodeinfo { .. } => DLM_QUERY_NODEINFO_MSG,
         }
     }
 
     /// Join traffic is keyed by [`DLM_MOD_KEY`], everything else by the domain key.
     pub fn uses_mod_key(msg_type: u16) -> bool {
-        matches!(msg_type, DLM_QUERY_JOIN_MSG | DLM_ASSERT_JOINED_MSG | DLM_CANCEL_JOIN_MSG)
+        matches!(
+            msg_type,
+            DLM_QUERY_JOIN_MSG
+                | DLM_ASSERT_JOINED_MSG
+                | DLM_CANCEL_JOIN_MSG
+                | DLM_QUERY_REGION_MSG
+                | DLM_QUERY_NODEINFO_MSG
+        )
     }
 
     /// The largest payload a handler of this type accepts (what to register with o2net).
@@ -353,12 +402,14 @@ impl Msg {
             DLM_EXIT_DOMAIN_MSG | DLM_BEGIN_EXIT_DOMAIN_MSG => EXIT_DOMAIN_LEN,
             DLM_LOCK_REQUEST_MSG | DLM_BEGIN_RECO_MSG | DLM_FINALIZE_RECO_MSG => RECO_SMALL_LEN,
             DLM_RECO_DATA_DONE_MSG => RECO_DATA_DONE_LEN,
+            DLM_QUERY_REGION_MSG => QUERY_REGION_LEN,
+            DLM_QUERY_NODEINFO_MSG => QUERY_NODEINFO_LEN,
             _ => 0,
         }
     }
 
     /// Every message type [`Msg::decode`] understands.
-    pub const TYPES: [u16; 17] = [
+    pub const TYPES: [u16; 19] = [
         DLM_MASTER_REQUEST_MSG,
         DLM_ASSERT_MASTER_MSG,
         DLM_CREATE_LOCK_MSG,
@@ -376,6 +427,8 @@ impl Msg {
         DLM_RECO_DATA_DONE_MSG,
         DLM_BEGIN_RECO_MSG,
         DLM_FINALIZE_RECO_MSG,
+        DLM_QUERY_REGION_MSG,
+        DLM_QUERY_NODEINFO_MSG,
     ];
 
     pub fn encode(&self) -> Vec<u8> {
@@ -505,6 +558,35 @@ impl Msg {
                 b
             }
             Msg::FinalizeReco { node_idx, dead_node, flags } => vec![*node_idx, *dead_node, *flags, 0, 0, 0, 0, 0],
+            // The kernel sends the whole struct, table included; so do we.
+            Msg::QueryRegion { node_idx, domain, regions } => {
+                let n = regions.len().min(O2NM_MAX_REGIONS);
+                let mut b = vec![0; QUERY_REGION_LEN];
+                b[0] = *node_idx;
+                b[1] = n as u8;
+                b[2] = domain.len().min(O2NM_MAX_NAME_LEN) as u8;
+                put_name(&mut b, 4, domain, O2NM_MAX_NAME_LEN);
+                for (i, r) in regions.iter().take(n).enumerate() {
+                    let o = QUERY_HEADER_LEN + i * O2HB_MAX_REGION_NAME_LEN;
+                    b[o..o + O2HB_MAX_REGION_NAME_LEN].copy_from_slice(r);
+                }
+                b
+            }
+            Msg::QueryNodeinfo { node_idx, domain, nodes } => {
+                let n = nodes.len().min(O2NM_MAX_NODES);
+                let mut b = vec![0; QUERY_NODEINFO_LEN];
+                b[0] = *node_idx;
+                b[1] = n as u8;
+                b[2] = domain.len().min(O2NM_MAX_NAME_LEN) as u8;
+                put_name(&mut b, 4, domain, O2NM_MAX_NAME_LEN);
+                for (i, ni) in nodes.iter().take(n).enumerate() {
+                    let o = QUERY_HEADER_LEN + i * NODE_INFO_LEN;
+                    b[o] = ni.num;
+                    b[o + 2..o + 4].copy_from_slice(&ni.port.to_be_bytes());
+                    b[o + 4..o + 8].copy_from_slice(&ni.addr.octets());
+                }
+                b
+            }
         }
     }
 
@@ -651,6 +733,36 @@ impl Msg {
                 FormatError::need("dlm_finalize_reco", b, RECO_SMALL_LEN)?;
                 Ok(Msg::FinalizeReco { node_idx: b[0], dead_node: b[1], flags: b[2] })
             }
+            DLM_QUERY_REGION_MSG => {
+                let what = "dlm_query_region";
+                FormatError::need(what, b, QUERY_HEADER_LEN)?;
+                let n = usize::from(b[1]);
+                if n > O2NM_MAX_REGIONS {
+                    return Err(FormatError::corrupt(what, format!("{n} regions, at most {O2NM_MAX_REGIONS}")));
+                }
+                FormatError::need(what, b, QUERY_HEADER_LEN + n * O2HB_MAX_REGION_NAME_LEN)?;
+                let regions = (0..n)
+                    .map(|i| array::<O2HB_MAX_REGION_NAME_LEN>(b, QUERY_HEADER_LEN + i * O2HB_MAX_REGION_NAME_LEN))
+                    .collect();
+                Ok(Msg::QueryRegion { node_idx: b[0], domain: name_at(what, b, 4, b[2], O2NM_MAX_NAME_LEN)?, regions })
+            }
+            DLM_QUERY_NODEINFO_MSG => {
+                let what = "dlm_query_nodeinfo";
+                FormatError::need(what, b, QUERY_HEADER_LEN)?;
+                let n = usize::from(b[1]);
+                FormatError::need(what, b, QUERY_HEADER_LEN + n * NODE_INFO_LEN)?;
+                let nodes = (0..n)
+                    .map(|i| {
+                        let o = QUERY_HEADER_LEN + i * NODE_INFO_LEN;
+                        NodeInfo {
+                            num: b[o],
+                            port: u16::from_be_bytes([b[o + 2], b[o + 3]]),
+                            addr: std::net::Ipv4Addr::new(b[o + 4], b[o + 5], b[o + 6], b[o + 7]),
+                        }
+                    })
+                    .collect();
+                Ok(Msg::QueryNodeinfo { node_idx: b[0], domain: name_at(what, b, 4, b[2], O2NM_MAX_NAME_LEN)?, nodes })
+            }
             other => Err(FormatError::Unsupported { what: "o2dlm message", detail: format!("type {other}") }),
         }
     }
@@ -770,6 +882,16 @@ mod tests {
             Msg::RecoDataDone { node_idx: 1, dead_node: 2, round: 7, reco_lvb: [0; DLM_LVB_LEN] },
             Msg::BeginReco { node_idx: 1, dead_node: 2 },
             Msg::FinalizeReco { node_idx: 1, dead_node: 2, flags: DLM_FINALIZE_STAGE2 },
+            Msg::QueryRegion { node_idx: 0, domain: name("dom"), regions: vec![] },
+            Msg::QueryRegion { node_idx: 0, domain: name("dom"), regions: vec![[b'A'; 32], [b'B'; 32]] },
+            Msg::QueryNodeinfo {
+                node_idx: 0,
+                domain: name("dom"),
+                nodes: vec![
+                    NodeInfo { num: 0, port: 7777, addr: std::net::Ipv4Addr::new(10, 0, 2, 15) },
+                    NodeInfo { num: 1, port: 40000, addr: std::net::Ipv4Addr::new(10, 0, 2, 2) },
+                ],
+            },
         ]
     }
 
@@ -804,6 +926,17 @@ mod tests {
         let u = Msg::UnlockLock { cookie: 1, flags: 0, node_idx: 9, name: name("x"), lvb: None }.encode();
         assert_eq!((u[14], u[15]), (9, 1));
         assert_eq!(join_response(JOIN_OK, 3, 0).to_be_bytes(), [1, 3, 0, 0]);
+        // Nodeinfo: node, count, namelen, pad, domain[64], then 8-byte entries with the port and
+        // address in network order; the whole 255-entry table travels (2108 bytes).
+        let ni = NodeInfo { num: 1, port: 7777, addr: std::net::Ipv4Addr::new(10, 0, 2, 2) };
+        let b = Msg::QueryNodeinfo { node_idx: 0, domain: name("AB"), nodes: vec![ni] }.encode();
+        assert_eq!(b.len(), 2108);
+        assert_eq!(&b[..6], &[0, 1, 2, 0, b'A', b'B']);
+        assert_eq!(&b[68..76], &[1, 0, 0x1e, 0x61, 10, 0, 2, 2]);
+        // Region query: the same header, then 32-byte names; 1092 bytes.
+        let b = Msg::QueryRegion { node_idx: 0, domain: name("AB"), regions: vec![[b'R'; 32]] }.encode();
+        assert_eq!(b.len(), 1092);
+        assert_eq!((b[1], b[2], b[68], b[99], b[100]), (1, 2, b'R', b'R', 0));
         assert_eq!(parse_join_response(join_response(JOIN_OK, 3, 0)), (JOIN_OK, 3, 0));
     }
 
