@@ -14,6 +14,10 @@
 //! resource (it locks first), so our requests are CREATE_LOCK / UNLOCK_LOCK to the kernel and
 //! its grants come back as PROXY_ASTs carrying the LVB.
 //!
+//! Then the kernel holds EX (an open file descriptor) while our node asks for EX with a short
+//! timeout: the request queues at the kernel master, the timeout cancels it (UNLOCK_LOCK with
+//! LKM_CANCEL) and the kernel's reply alone ends it, as `dlmunlock_common` expects.
+//!
 //! The guest is driven over a TCP connection it opens to the host (bash's `/dev/tcp`, at
 //! 10.0.2.2, which QEMU maps to the host's loopback): one command a line, one `DONE rc text`
 //! line back.
@@ -27,7 +31,7 @@ use ocfs2::cluster::membership::FenceAction;
 use ocfs2::cluster::stack::Cluster;
 use ocfs2::cluster::timeouts::Timeouts;
 use ocfs2::device::{BlockDevice, FileDevice, FileDeviceOptions};
-use ocfs2::dlm::{Dlm, Mode, DLM_LVB_LEN};
+use ocfs2::dlm::{Dlm, DlmError, Mode, DLM_LVB_LEN};
 use ocfs2::fs::{MountOptions, Volume};
 use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
@@ -45,6 +49,8 @@ const DOMAIN: &str = "rskdlm";
 const RES: &str = "turns";
 /// Turns each side takes.
 const TURNS: u32 = 5;
+/// How long our request waits behind the kernel's EX before it is cancelled.
+const CANCEL_AFTER: Duration = Duration::from_secs(2);
 /// The whole test must end within this (the guest is killed after it).
 const GUEST_LIMIT_SECS: u64 = 280;
 
@@ -113,6 +119,8 @@ while read -r cmd arg <&5; do
     join) out=$(mkdir /dlm/$D 2>&1) || rc=$? ;;
     turn) out=$(turn "$arg" 2>&1) || rc=$? ;;
     lvb) out=$(lvb 2>&1) || rc=$? ;;
+    hold) if exec 4<>"$R"; then out=held; else rc=1; out="cannot open $R"; fi ;;
+    release) exec 4>&-; out=released ;;
     leave) until_t 30 left1 || rc=1; out=$( { rm "$R" && rmdir /dlm/$D; } 2>&1) || rc=$? ;;
     quit) echo "DONE 0 bye" >&5; break ;;
     *) rc=1; out="unknown command $cmd" ;;
@@ -403,6 +411,17 @@ fn a_kernel_node_and_ours_share_a_dlm_domain_and_take_turns_holding_ex_with_the_
         eprintln!("exchange: {line}");
         exchange.push(line);
     }
+    // A request of ours queued behind the kernel's EX and cancelled when its time is up: the
+    // kernel master answers the cancel DLM_NORMAL and sends nothing else.
+    control.run(&mut guest, "hold", Duration::from_secs(30));
+    let t = Instant::now();
+    let r = dlm.lock_timeout(RES.as_bytes(), Mode::Ex, 0, Some(CANCEL_AFTER));
+    let waited = t.elapsed();
+    eprintln!("exchange: our EX request behind the kernel's EX ended after {waited:?}: {:?}", r.as_ref().err());
+    assert!(matches!(r, Err(DlmError::Cancelled)), "our request behind the kernel's EX: {:?}", r.map(|_| ()));
+    assert!(waited >= CANCEL_AFTER && waited < CANCEL_AFTER + Duration::from_secs(10), "cancelled after {waited:?}");
+    control.run(&mut guest, "release", Duration::from_secs(30));
+
     // The kernel reads our last value.
     let last = control.run(&mut guest, "lvb", Duration::from_secs(30));
     eprintln!("exchange: kernel reads after the last turn: [{last}]");

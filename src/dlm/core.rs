@@ -20,6 +20,13 @@
 //! - **Queues**: the master keeps granted, converting and blocked queues and grants in order
 //!   (converting first); holders in the way of a waiting request get a BAST. Grants travel as
 //!   PROXY_AST with the LVB; the LVB comes back with every release from EX.
+//! - **Cancel**: as the kernel's (`dlm_get_cancel_actions`), the master answers a cancel
+//!   (UNLOCK_LOCK with LKM_CANCEL) with its outcome in the status: DLM_NORMAL when the request
+//!   was still waiting (a new lock is gone, a convert is back at its mode), DLM_CANCELGRANT
+//!   when it had been granted (its AST, sent before, completes it). No unlock AST is sent for
+//!   either, and the owner takes the status as it comes, whichever of it and a grant's AST
+//!   arrives first. A cancel that comes again after its answer was lost gets the same answer
+//!   (DLM_IVLOCKID for a new lock that is gone, which the owner also takes as cancelled).
 //! - **Recovery**: when a member dies or exits, the lowest live member becomes recovery master,
 //!   asks every member for its locks on the resources the departed node mastered (LOCK_REQUEST,
 //!   answered with MIG_LOCKRES and RECO_DATA_DONE), rebuilds their queues, takes them over and
@@ -174,6 +181,10 @@ struct MLock {
     /// The pending request asked for the LVB with its grant (the kernel's DLM_LKSB_GET_LVB).
     /// A kernel owner BUGs on an AST that carries an LVB it did not ask for.
     get_lvb: bool,
+    /// A cancel put it back on the granted queue and no request came since: a cancel that
+    /// comes again (resent after a lost reply) is answered as the first one was, not as one
+    /// that came after a grant.
+    cancelled: bool,
 }
 
 /// An AST or BAST the master owes: node, cookie, type, mode, and whether the LVB goes along.
@@ -1092,16 +1103,20 @@ impl DlmCore {
 
     /// The master's answer to a lock request of ours.
     fn on_op_status(&mut self, cookie: u64, cancel: bool, status: i32) {
+        if cancel {
+            self.on_cancel_status(cookie, status);
+            return;
+        }
         let Some(l) = self.locks.get_mut(&cookie) else { return };
         let name = l.name.clone();
         match status {
             status::DLM_NORMAL => {
-                if !cancel && l.op == Op::Unlock {
+                if l.op == Op::Unlock {
                     self.finish_local(cookie);
                     self.out.push(Action::Unlocked { lock: LockId(cookie) });
                 }
             }
-            status::DLM_NOTQUEUED if !cancel => match l.op {
+            status::DLM_NOTQUEUED => match l.op {
                 Op::Create { .. } => {
                     self.finish_local(cookie);
                     self.out.push(Action::NotQueued { lock: LockId(cookie) });
@@ -1113,28 +1128,21 @@ impl DlmCore {
                 }
                 _ => {}
             },
-            // A kernel master's answer to a cancel that came after the grant
-            // (`dlm_get_cancel_actions`): the grant's AST completes the request.
-            status::DLM_CANCELGRANT if cancel => {}
-            status::DLM_IVLOCKID if !cancel && l.op == Op::Unlock => {
+            status::DLM_IVLOCKID if l.op == Op::Unlock => {
                 self.finish_local(cookie);
                 self.out.push(Action::Unlocked { lock: LockId(cookie) });
             }
             _ => {
                 // Not (or no longer) the master, or busy recovering: find out again later.
-                if cancel {
-                    l.cancel_sent = None;
-                } else {
-                    // `applied` stays (an earlier send may have been applied, its answer lost),
-                    // except after MIGRATING, which a leaving master gives only to requests
-                    // that never took effect.
-                    l.op_sent = None;
-                    if status == status::DLM_MIGRATING {
-                        l.applied = false;
-                    }
+                // `applied` stays (an earlier send may have been applied, its answer lost),
+                // except after MIGRATING, which a leaving master gives only to requests that
+                // never took effect.
+                l.op_sent = None;
+                if status == status::DLM_MIGRATING {
+                    l.applied = false;
                 }
                 let now = self.now;
-                let forget_owner = status == status::DLM_IVLOCKID && !cancel && matches!(l.op, Op::Create { .. });
+                let forget_owner = status == status::DLM_IVLOCKID && matches!(l.op, Op::Create { .. });
                 if let Some(r) = self.res.get_mut(&name) {
                     r.retry_at = Some(now + RETRY_MS);
                     // A kernel master that purged the resource (it keeps no record of nodes
@@ -1142,6 +1150,45 @@ impl DlmCore {
                     if forget_owner && matches!(r.owner, Owner::Node(_)) {
                         r.owner = Owner::Unknown;
                     }
+                }
+            }
+        }
+    }
+
+    /// The master's answer to a cancel of ours, which is its whole outcome, as
+    /// `dlmunlock_common` takes it: DLM_NORMAL, the request is cancelled; DLM_CANCELGRANT, it
+    /// was granted first and the grant's AST completes it (it may have come already). No
+    /// unlock AST follows either. Only the pending request's cancel counts: a grant that came
+    /// first cleared `cancel`, and then the answer concerns a request that is over.
+    fn on_cancel_status(&mut self, cookie: u64, status: i32) {
+        let Some(l) = self.locks.get_mut(&cookie) else { return };
+        if !l.cancel || !matches!(l.op, Op::Create { .. } | Op::Convert { .. }) {
+            return;
+        }
+        let is_create = matches!(l.op, Op::Create { .. });
+        match status {
+            // A new lock the master no longer has: its cancel took effect and came again
+            // after a lost answer, or it was never queued there.
+            status::DLM_NORMAL | status::DLM_IVLOCKID if is_create => {
+                self.finish_local(cookie);
+                self.out.push(Action::Cancelled { lock: LockId(cookie) });
+            }
+            status::DLM_NORMAL => {
+                l.op = Op::None;
+                l.cancel = false;
+                l.op_sent = None;
+                l.cancel_sent = None;
+                l.applied = false;
+                self.out.push(Action::Cancelled { lock: LockId(cookie) });
+            }
+            status::DLM_CANCELGRANT => {}
+            _ => {
+                // Not (or no longer) the master, or busy recovering: send it again later.
+                l.cancel_sent = None;
+                let name = l.name.clone();
+                let now = self.now;
+                if let Some(r) = self.res.get_mut(&name) {
+                    r.retry_at = Some(now + RETRY_MS);
                 }
             }
         }
@@ -1192,25 +1239,6 @@ impl DlmCore {
                     }
                 }
             }
-            DLM_ASTUNLOCK => {
-                if !l.cancel {
-                    return;
-                }
-                match l.op {
-                    Op::Create { .. } => {
-                        self.finish_local(cookie);
-                        self.out.push(Action::Cancelled { lock: LockId(cookie) });
-                    }
-                    Op::Convert { .. } => {
-                        l.op = Op::None;
-                        l.cancel = false;
-                        l.op_sent = None;
-                        l.cancel_sent = None;
-                        self.out.push(Action::Cancelled { lock: LockId(cookie) });
-                    }
-                    _ => {}
-                }
-            }
             DLM_BAST => {
                 let Some(b) = mode else { return };
                 match (l.granted, l.op) {
@@ -1250,8 +1278,10 @@ impl DlmCore {
             let done = match (kind, found) {
                 (OpKind::Unlock, None) | (OpKind::Create, Some(_)) => true,
                 (OpKind::Convert, Some((r, (0, i)))) => r.granted[i].mode == mode,
-                (OpKind::Cancel, Some((_, (q, _)))) => q == 0,
-                (OpKind::Cancel, None) => true,
+                // A cancel is answered as a joined master would; one that would change the
+                // queues waits for the new master.
+                (OpKind::Cancel, Some((r, (0, i)))) => return Self::cancel_too_late(&r.granted[i]),
+                (OpKind::Cancel, None) => return status::DLM_IVLOCKID,
                 _ => false,
             };
             return if done { status::DLM_NORMAL } else { status::DLM_MIGRATING };
@@ -1264,6 +1294,10 @@ impl DlmCore {
             return if r.recovering { status::DLM_RECOVERING } else { status::DLM_FORWARD };
         }
         let found = r.find(cookie);
+        if let (OpKind::Convert, Some((0, i))) = (kind, found) {
+            // A new request: a cancel from now on concerns it.
+            r.granted[i].cancelled = false;
+        }
         let mut asts: Vec<Delivery> = Vec::new();
         let st = match kind {
             OpKind::Create => {
@@ -1281,7 +1315,15 @@ impl DlmCore {
                     status::DLM_NOTQUEUED
                 } else {
                     let get_lvb = flags & LKM_GET_LVB != 0;
-                    r.blocked.push(MLock { cookie, node: from, mode, convert: None, bast: None, get_lvb });
+                    r.blocked.push(MLock {
+                        cookie,
+                        node: from,
+                        mode,
+                        convert: None,
+                        bast: None,
+                        get_lvb,
+                        cancelled: false,
+                    });
                     status::DLM_NORMAL
                 }
             }
@@ -1327,22 +1369,27 @@ impl DlmCore {
                     }
                 }
             },
-            OpKind::Cancel => {
-                match found {
-                    Some((1, i)) => {
-                        let mut l = r.converting.remove(i);
-                        l.convert = None;
-                        asts.push((l.node, l.cookie, DLM_ASTUNLOCK, l.mode, false));
-                        r.granted.push(l);
-                    }
-                    Some((2, i)) => {
-                        let l = r.blocked.remove(i);
-                        asts.push((l.node, l.cookie, DLM_ASTUNLOCK, l.mode, false));
-                    }
-                    _ => {}
+            // As `dlm_get_cancel_actions`: the status alone tells the owner what happened, no
+            // unlock AST follows (a kernel owner takes one for an error).
+            OpKind::Cancel => match found {
+                Some((1, i)) => {
+                    // Back to granted at the mode it holds, behind the other holders.
+                    let mut l = r.converting.remove(i);
+                    l.convert = None;
+                    l.get_lvb = false;
+                    l.cancelled = true;
+                    r.granted.push(l);
+                    status::DLM_NORMAL
                 }
-                status::DLM_NORMAL
-            }
+                Some((2, i)) => {
+                    r.blocked.remove(i);
+                    status::DLM_NORMAL
+                }
+                Some((_, i)) => Self::cancel_too_late(&r.granted[i]),
+                // Gone: a new lock whose cancel came again after it took effect (or a lock
+                // this master never had). The kernel answers the same.
+                None => status::DLM_IVLOCKID,
+            },
             OpKind::Unlock => {
                 if let Some((q, i)) = found {
                     let l = r.queue_mut(q).remove(i);
@@ -1361,6 +1408,16 @@ impl DlmCore {
         }
         self.grant(name);
         st
+    }
+
+    /// The answer to a cancel of a granted lock: DLM_CANCELGRANT (its grant's AST is on its
+    /// way or arrived), unless the cancel came again after it had put the lock back here.
+    fn cancel_too_late(l: &MLock) -> i32 {
+        if l.cancelled {
+            status::DLM_NORMAL
+        } else {
+            status::DLM_CANCELGRANT
+        }
     }
 
     /// Grants what can be granted, in queue order, and sends BASTs to the holders in the way.
@@ -1424,7 +1481,7 @@ impl DlmCore {
         }
     }
 
-    /// An AST, unlock AST or BAST to the lock's node: here, or as a PROXY_AST message.
+    /// An AST or BAST to the lock's node: here, or as a PROXY_AST message.
     fn deliver(&mut self, name: &[u8], (node, cookie, ast_type, mode, with_lvb): Delivery, lvb: Lvb) {
         let with_lvb = with_lvb && ast_type == DLM_AST;
         if node == self.node {
@@ -1921,6 +1978,7 @@ impl DlmCore {
                     convert: None,
                     bast: None,
                     get_lvb: t >= Mode::Pr,
+                    cancelled: false,
                 };
                 match (l.list, Mode::from_wire(l.convert_type)) {
                     (MIG_LIST_CONVERTING, Some(cv)) if cv > t => {
@@ -2336,6 +2394,12 @@ impl DlmCore {
             Msg::UnlockLock { cookie, flags, name, lvb, .. } => {
                 let kind = if flags & LKM_CANCEL != 0 { OpKind::Cancel } else { OpKind::Unlock };
                 self.master_op(from, cookie, &name, kind, Mode::Nl, flags, lvb)
+            }
+            Msg::ProxyAst { cookie, ast_type, .. } if ast_type != DLM_AST && ast_type != DLM_BAST => {
+                // As `dlm_proxy_ast_handler`: no other type travels (a cancel's or an
+                // unlock's outcome is the status of its reply).
+                self.violation(format!("node {from} sent an AST of unknown type {ast_type} for lock {cookie:#x}"));
+                status::DLM_IVLOCKID
             }
             Msg::ProxyAst { cookie, flags, ast_type, blocked_type, lvb, .. } => {
                 if self.res_owner_is(from, cookie) {
@@ -2782,6 +2846,223 @@ mod tests {
         assert!(net.take(0).contains(&Action::Granted { lock: w, mode: Mode::Pr, lvb: lvb("kept") }));
         // "s" had no EX holder that survives: the PR holder's copy (zero) is all that is known.
         assert_eq!(net.cores[1].lock_mode(s), Some(Mode::Pr));
+    }
+
+    /// Beside a kernel node 0 that masters "res" (it asked us, then asserted).
+    fn kernel_masters_res() -> DlmCore {
+        let mut c = beside_a_kernel();
+        let mr = Msg::MasterRequest { node_idx: 0, flags: 0, name: b"res".to_vec() };
+        assert_eq!(c.receive(5, 0, DLM_MASTER_REQUEST_MSG, &mr.encode()), DLM_MASTER_RESP_NO);
+        let am = Msg::AssertMaster { node_idx: 0, flags: 0, name: b"res".to_vec() };
+        assert_eq!(c.receive(5, 0, DLM_ASSERT_MASTER_MSG, &am.encode()), 0);
+        c
+    }
+
+    /// The one message the core sent, decoded.
+    fn sent_one(c: &mut DlmCore, to: u8, msg_type: u16) -> Msg {
+        let sent = c.drain();
+        let [Action::Send { to: t, msg_type: m, payload, .. }] = sent.as_slice() else { panic!("{sent:?}") };
+        assert_eq!((*t, *m), (to, msg_type), "{sent:?}");
+        Msg::decode(msg_type, payload).unwrap()
+    }
+
+    /// `dlm_send_proxy_ast` of a grant: blocked_type 0, no mark.
+    fn kernel_grant(cookie: u64, lvb: Option<Lvb>) -> Vec<u8> {
+        Msg::ProxyAst { cookie, flags: 0, node_idx: 0, ast_type: DLM_AST, blocked_type: 0, name: b"res".to_vec(), lvb }
+            .encode()
+    }
+
+    /// Our cancel as `dlm_send_remote_unlock_request` sends it: LKM_CANCEL, never an LVB (the
+    /// kernel's handler refuses PUT_LVB with CANCEL).
+    fn expect_cancel(c: &mut DlmCore, id: LockId) {
+        let Msg::UnlockLock { cookie, flags, lvb, .. } = sent_one(c, 0, DLM_UNLOCK_LOCK_MSG) else { panic!() };
+        assert_eq!((cookie, flags & (LKM_CANCEL | LKM_PUT_LVB | LKM_GET_LVB), lvb), (id.0, LKM_CANCEL, None));
+    }
+
+    #[test]
+    fn a_cancel_on_a_kernel_master_ends_with_its_normal_reply_and_no_unlock_ast() {
+        let mut c = kernel_masters_res();
+        // Queued behind the kernel's EX: the create is answered NORMAL, no AST yet.
+        let id = c.lock(6, b"res", Mode::Ex, 0).unwrap();
+        sent_one(&mut c, 0, DLM_CREATE_LOCK_MSG);
+        c.reply(7, 0, status::DLM_NORMAL);
+        assert!(c.drain().is_empty());
+        c.cancel(8, id).unwrap();
+        expect_cancel(&mut c, id);
+        // `dlm_get_cancel_actions` found it blocked: removed, DLM_NORMAL, nothing else comes.
+        c.reply(9, 0, status::DLM_NORMAL);
+        assert_eq!(c.drain(), vec![Action::Cancelled { lock: id }]);
+        assert!(c.locks().is_empty());
+        assert_eq!(c.pending_requests(), 0);
+        assert_eq!(c.cancel(10, id), Err(DlmError::UnknownLock(id)));
+    }
+
+    #[test]
+    fn a_cancelled_convert_on_a_kernel_master_keeps_the_lock_at_its_mode() {
+        let mut c = kernel_masters_res();
+        let id = c.lock(6, b"res", Mode::Pr, 0).unwrap();
+        sent_one(&mut c, 0, DLM_CREATE_LOCK_MSG);
+        c.reply(7, 0, status::DLM_NORMAL);
+        assert_eq!(c.receive(8, 0, DLM_PROXY_AST_MSG, &kernel_grant(id.0, Some(lvb("v")))), 0);
+        assert_eq!(c.drain(), vec![Action::Granted { lock: id, mode: Mode::Pr, lvb: lvb("v") }]);
+        c.convert(9, id, Mode::Ex, 0, None).unwrap();
+        sent_one(&mut c, 0, DLM_CONVERT_LOCK_MSG);
+        c.reply(10, 0, status::DLM_NORMAL);
+        c.cancel(11, id).unwrap();
+        expect_cancel(&mut c, id);
+        c.reply(12, 0, status::DLM_NORMAL);
+        assert_eq!(c.drain(), vec![Action::Cancelled { lock: id }]);
+        assert_eq!((c.lock_mode(id), c.lock_busy(id)), (Some(Mode::Pr), false));
+        // The lock works on: released like any other.
+        c.unlock(13, id, None).unwrap();
+        sent_one(&mut c, 0, DLM_UNLOCK_LOCK_MSG);
+        c.reply(14, 0, status::DLM_NORMAL);
+        assert_eq!(c.drain(), vec![Action::Unlocked { lock: id }]);
+    }
+
+    #[test]
+    fn a_cancelgrant_reply_leaves_the_request_to_its_grant_whichever_comes_first() {
+        // The reply first: the AST is still on its way.
+        let mut c = kernel_masters_res();
+        let id = c.lock(6, b"res", Mode::Ex, 0).unwrap();
+        sent_one(&mut c, 0, DLM_CREATE_LOCK_MSG);
+        c.reply(7, 0, status::DLM_NORMAL);
+        c.cancel(8, id).unwrap();
+        expect_cancel(&mut c, id);
+        c.reply(9, 0, status::DLM_CANCELGRANT);
+        assert!(c.drain().is_empty());
+        assert!(c.lock_busy(id));
+        assert_eq!(c.receive(10, 0, DLM_PROXY_AST_MSG, &kernel_grant(id.0, Some(lvb("k")))), 0);
+        assert_eq!(c.drain(), vec![Action::Granted { lock: id, mode: Mode::Ex, lvb: lvb("k") }]);
+        assert_eq!((c.lock_mode(id), c.lock_busy(id)), (Some(Mode::Ex), false));
+
+        // The AST first (it crossed our cancel): the reply then changes nothing.
+        let mut c = kernel_masters_res();
+        let id = c.lock(6, b"res", Mode::Pr, 0).unwrap();
+        sent_one(&mut c, 0, DLM_CREATE_LOCK_MSG);
+        c.reply(7, 0, status::DLM_NORMAL);
+        assert_eq!(c.receive(8, 0, DLM_PROXY_AST_MSG, &kernel_grant(id.0, Some(lvb("a")))), 0);
+        c.drain();
+        c.convert(9, id, Mode::Ex, 0, None).unwrap();
+        sent_one(&mut c, 0, DLM_CONVERT_LOCK_MSG);
+        c.reply(10, 0, status::DLM_NORMAL);
+        c.cancel(11, id).unwrap();
+        expect_cancel(&mut c, id);
+        assert_eq!(c.receive(12, 0, DLM_PROXY_AST_MSG, &kernel_grant(id.0, Some(lvb("b")))), 0);
+        assert_eq!(c.drain(), vec![Action::Granted { lock: id, mode: Mode::Ex, lvb: lvb("b") }]);
+        // A new request queued meanwhile waits behind the cancel (one message at a time).
+        c.convert(13, id, Mode::Nl, 0, Some(&lvb("c"))).unwrap();
+        assert!(c.drain().is_empty());
+        c.reply(14, 0, status::DLM_CANCELGRANT);
+        let Msg::ConvertLock { requested_type, .. } = sent_one(&mut c, 0, DLM_CONVERT_LOCK_MSG) else { panic!() };
+        assert_eq!(requested_type, Mode::Nl.to_wire());
+        assert_eq!((c.lock_mode(id), c.lock_busy(id)), (Some(Mode::Ex), true));
+        assert!(c.violations().is_empty());
+    }
+
+    #[test]
+    fn an_unlock_ast_message_is_refused_as_the_kernel_refuses_it() {
+        let mut c = kernel_masters_res();
+        let id = c.lock(6, b"res", Mode::Ex, 0).unwrap();
+        sent_one(&mut c, 0, DLM_CREATE_LOCK_MSG);
+        c.reply(7, 0, status::DLM_NORMAL);
+        c.cancel(8, id).unwrap();
+        expect_cancel(&mut c, id);
+        let ast = Msg::ProxyAst {
+            cookie: id.0,
+            flags: 0,
+            node_idx: 0,
+            ast_type: DLM_ASTUNLOCK,
+            blocked_type: 0,
+            name: b"res".to_vec(),
+            lvb: None,
+        };
+        assert_eq!(c.receive(9, 0, DLM_PROXY_AST_MSG, &ast.encode()), status::DLM_IVLOCKID);
+        assert_eq!(c.violations().len(), 1, "{:?}", c.violations());
+        assert!(c.drain().is_empty());
+        assert!(c.lock_busy(id), "only the reply ends the cancel");
+    }
+
+    /// We master "res" and hold EX on it beside a kernel node 0.
+    fn we_master_res_at_ex() -> (DlmCore, LockId) {
+        let mut c = beside_a_kernel();
+        let mine = c.lock(5, b"res", Mode::Ex, 0).unwrap();
+        c.drain();
+        c.reply(6, 0, DLM_MASTER_RESP_NO);
+        assert!(c.drain().iter().any(|a| matches!(a, Action::Granted { lock, .. } if *lock == mine)));
+        c.reply(6, 0, 0); // the assert
+        (c, mine)
+    }
+
+    fn kernel_cancel(c: &mut DlmCore, now: Millis, cookie: u64) -> i32 {
+        let m = Msg::UnlockLock { cookie, flags: LKM_CANCEL, node_idx: 0, name: b"res".to_vec(), lvb: None };
+        c.receive(now, 0, DLM_UNLOCK_LOCK_MSG, &m.encode())
+    }
+
+    #[test]
+    fn as_master_we_answer_a_kernel_cancel_with_its_outcome_and_send_no_unlock_ast() {
+        let (mut c, mine) = we_master_res_at_ex();
+        // A kernel lock waits behind our EX (we get a BAST), then `dlmunlock(LKM_CANCEL)`.
+        let k = 0x0000_0000_0000_0042;
+        let create = Msg::CreateLock {
+            cookie: k,
+            flags: LKM_VALBLK,
+            node_idx: 0,
+            requested_type: Mode::Pr.to_wire(),
+            name: b"res".to_vec(),
+        };
+        assert_eq!(c.receive(7, 0, DLM_CREATE_LOCK_MSG, &create.encode()), status::DLM_NORMAL);
+        assert_eq!(c.drain(), vec![Action::Bast { lock: mine, blocked: Mode::Pr }]);
+        assert_eq!(kernel_cancel(&mut c, 8, k), status::DLM_NORMAL);
+        assert!(c.drain().is_empty(), "no unlock AST");
+        assert_eq!(c.mastered_holders(b"res"), Some(vec![(1, mine.0, Mode::Ex)]));
+        // Sent again (as after a lost reply): it is gone, IVLOCKID as the kernel answers.
+        assert_eq!(kernel_cancel(&mut c, 9, k), status::DLM_IVLOCKID);
+
+        // Our EX goes down to PR: a kernel PR lock is granted; its convert to EX waits.
+        c.convert(10, mine, Mode::Pr, 0, None).unwrap();
+        c.drain();
+        let k2 = 0x0000_0000_0000_0043;
+        let create = Msg::CreateLock {
+            cookie: k2,
+            flags: LKM_VALBLK,
+            node_idx: 0,
+            requested_type: Mode::Pr.to_wire(),
+            name: b"res".to_vec(),
+        };
+        assert_eq!(c.receive(11, 0, DLM_CREATE_LOCK_MSG, &create.encode()), status::DLM_NORMAL);
+        let Msg::ProxyAst { ast_type: DLM_AST, .. } = sent_one(&mut c, 0, DLM_PROXY_AST_MSG) else { panic!() };
+        c.reply(12, 0, 0);
+        let convert = Msg::ConvertLock {
+            cookie: k2,
+            flags: LKM_VALBLK | LKM_CONVERT,
+            node_idx: 0,
+            requested_type: Mode::Ex.to_wire(),
+            name: b"res".to_vec(),
+            lvb: None,
+        };
+        assert_eq!(c.receive(13, 0, DLM_CONVERT_LOCK_MSG, &convert.encode()), status::DLM_NORMAL);
+        assert_eq!(c.drain(), vec![Action::Bast { lock: mine, blocked: Mode::Ex }]);
+        assert_eq!(kernel_cancel(&mut c, 14, k2), status::DLM_NORMAL);
+        assert!(c.drain().is_empty(), "no unlock AST");
+        let mut holders = c.mastered_holders(b"res").unwrap();
+        holders.sort();
+        assert_eq!(holders, vec![(0, k2, Mode::Pr), (1, mine.0, Mode::Pr)]);
+        // Again after a lost reply: the same answer, not CANCELGRANT.
+        assert_eq!(kernel_cancel(&mut c, 15, k2), status::DLM_NORMAL);
+
+        // Converted again and granted (we let go): a cancel now comes too late.
+        assert_eq!(c.receive(16, 0, DLM_CONVERT_LOCK_MSG, &convert.encode()), status::DLM_NORMAL);
+        c.drain();
+        c.unlock(17, mine, None).unwrap();
+        let out = c.drain();
+        assert!(out.contains(&Action::Unlocked { lock: mine }), "{out:?}");
+        assert!(out.iter().any(|a| matches!(a, Action::Send { to: 0, msg_type: DLM_PROXY_AST_MSG, .. })), "{out:?}");
+        c.reply(18, 0, 0);
+        assert_eq!(kernel_cancel(&mut c, 19, k2), status::DLM_CANCELGRANT);
+        assert!(c.drain().is_empty(), "no unlock AST");
+        assert_eq!(c.mastered_holders(b"res"), Some(vec![(0, k2, Mode::Ex)]));
+        assert!(c.violations().is_empty());
     }
 
     #[test]

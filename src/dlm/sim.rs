@@ -62,6 +62,11 @@ pub struct SimReport {
     pub lvb_reads: u64,
     pub lvb_invalid_reads: u64,
     pub messages: u64,
+    /// Cancels asked for; of them, those that ended the request, and those that came after
+    /// its grant (the master's DLM_CANCELGRANT, or the AST crossing the cancel).
+    pub cancels: u64,
+    pub cancelled: u64,
+    pub cancels_too_late: u64,
     pub end_ms: Millis,
 }
 
@@ -498,6 +503,7 @@ impl Sim {
                 }
                 let Some((r, ul)) = self.user_lock(i, lock) else { return Ok(()) };
                 let req = ul.pending.map(|p| p.0);
+                let too_late = ul.cancel_sent;
                 let released = ul.releasing_seq.take();
                 ul.granted = Some(mode);
                 ul.pending = None;
@@ -509,17 +515,27 @@ impl Sim {
                 if let Some(s) = released {
                     self.ack_release(r, s);
                 }
+                if too_late {
+                    self.report.cancels_too_late += 1;
+                }
                 if mode >= Mode::Pr {
                     self.check_lvb(i, r, &lvb)?;
                 }
             }
             Action::NotQueued { lock } | Action::Cancelled { lock } => {
+                let cancelled = matches!(a, Action::Cancelled { .. });
                 let Some((r, ul)) = self.user_lock(i, lock) else { return Ok(()) };
+                if cancelled && !ul.cancel_sent {
+                    return Err(format!("node {i}: lock {:#x} cancelled without a cancel", lock.0));
+                }
                 ul.pending = None;
                 ul.cancel_sent = false;
                 ul.releasing_seq = None;
                 if ul.granted.is_none() {
                     self.nodes[i as usize].locks.remove(&r);
+                }
+                if cancelled {
+                    self.report.cancelled += 1;
                 }
             }
             Action::Unlocked { lock } => {
@@ -820,6 +836,7 @@ impl Sim {
                         if stuck && !ul.cancel_sent && ul.releasing_seq.is_none() && self.rng.below(3) == 0 {
                             let core = self.core(i).ok_or("no core")?;
                             if core.cancel(now, ul.id).is_ok() {
+                                self.report.cancels += 1;
                                 if let Some(l) = self.nodes[i as usize].locks.get_mut(&r) {
                                     l.cancel_sent = true;
                                 }
@@ -877,4 +894,23 @@ impl Sim {
 /// Runs one seeded configuration.
 pub fn run(seed: u64, cfg: SimConfig) -> Result<SimReport, String> {
     Sim::new(seed, cfg).run()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_runs_cancel_requests_both_before_and_after_their_grant() {
+        let mut total = SimReport::default();
+        for s in 0..40u64 {
+            let cfg = SimConfig::random(&mut Rng::new(s), 6);
+            let r = run(s ^ 0xcafe, cfg).unwrap_or_else(|e| panic!("seed {s}: {e}"));
+            total.cancels += r.cancels;
+            total.cancelled += r.cancelled;
+            total.cancels_too_late += r.cancels_too_late;
+        }
+        eprintln!("{} cancels: {} cancelled, {} too late", total.cancels, total.cancelled, total.cancels_too_late);
+        assert!(total.cancelled > 0 && total.cancels_too_late > 0, "{total:?}");
+    }
 }
