@@ -26,7 +26,6 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use tcp_baseline::{tcp_rtts, HEADER};
 
-/// `struct o2net_msg`: before every payload, and alone as the status reply.
 /// `struct dlm_create_lock`: cookie, flags, pad, node, mode, name length, 64 name bytes.
 const CREATE_LOCK_LEN: usize = 80;
 const PING_TYPE: u16 = 7;

@@ -21,7 +21,8 @@
 
 mod common;
 
-use common::{kvm_tools, Scratch};
+use common::guest::{Guest, GuestSpec};
+use common::Scratch;
 use ocfs2::cluster::config::ClusterConfig;
 use ocfs2::cluster::heartbeat::{
     Heartbeat, HeartbeatConfig, HeartbeatEvent, HeartbeatRegion, NodeMap, SystemClock, O2HB_DEFAULT_DEAD_THRESHOLD,
@@ -31,8 +32,7 @@ use ocfs2::cluster::net::{Net, NetConfig, NetEvent, NetNode, NetTimeouts};
 use ocfs2::device::{BlockDevice, FileDevice, FileDeviceOptions};
 use ocfs2::fs::{MountOptions, Volume};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -232,92 +232,6 @@ o2cb unregister-cluster $C || fail "o2cb unregister-cluster"
 mark done
 "#;
 
-struct Guest {
-    child: Child,
-    /// The console, as run-guest.sh copies it (KVM_LOG).
-    log: PathBuf,
-    /// run-guest.sh's own messages (timeouts, exit codes).
-    err: PathBuf,
-}
-
-impl Guest {
-    fn start(img: &Path, scratch: &Scratch, fwd_port: u16, conf: &Path) -> Guest {
-        use std::os::unix::process::CommandExt;
-        let script = scratch.path("guest.sh");
-        std::fs::write(&script, GUEST_SCRIPT.replace("@CLUSTER@", CLUSTER).replace("@HOLD@", &HOLD_SECS.to_string()))
-            .unwrap();
-        let log = scratch.path("console.log");
-        let err = scratch.path("run-guest.err");
-        let child = Command::new(kvm_tools().join("run-guest.sh"))
-            .arg(img)
-            .arg(&script)
-            .env("KVM_NET", "user")
-            .env("KVM_O2NET_FWD", fwd_port.to_string())
-            .env("KVM_HOSTNAME", GUEST)
-            .env("KVM_FILES", conf)
-            .env("KVM_DMESG", "all")
-            .env("KVM_TIMEOUT", "420")
-            .env("KVM_LOG", &log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&err).unwrap())
-            .process_group(0)
-            .spawn()
-            .expect("start run-guest.sh");
-        Guest { child, log, err }
-    }
-
-    fn console(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn run_guest_messages(&self) -> String {
-        std::fs::read_to_string(&self.err).unwrap_or_default()
-    }
-
-    fn check_running(&mut self, what: &str) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("the guest ended ({status}) while {what}:\n{}\n{}", self.console(), self.run_guest_messages());
-        }
-    }
-
-    /// Waits for the console line `MARK name ...` and returns it.
-    fn wait_mark(&mut self, name: &str, limit: Duration) -> String {
-        let end = Instant::now() + limit;
-        let want = format!("MARK {name} ");
-        loop {
-            let console = self.console();
-            if let Some(line) = console.lines().find(|l| l.starts_with(&want)) {
-                eprintln!("guest: {line}");
-                return line.to_string();
-            }
-            if let Some(fail) = console.lines().find(|l| l.starts_with("GUEST-FAIL")) {
-                panic!("the guest failed ({fail}) while the host waited for {name}:\n{console}");
-            }
-            self.check_running(&format!("the host waited for {name}"));
-            assert!(Instant::now() < end, "no '{name}' from the guest within {limit:?}:\n{console}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Waits for the guest to power off; returns run-guest.sh's exit code and the console.
-    fn finish(mut self) -> (i32, String) {
-        let status = self.child.wait().expect("wait for run-guest.sh");
-        eprint!("{}", self.run_guest_messages());
-        (status.code().unwrap_or(-1), self.console())
-    }
-}
-
-impl Drop for Guest {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            // The whole process group we started: run-guest.sh, timeout and qemu.
-            let _ = Command::new("kill").arg("--").arg(format!("-{}", self.child.id())).status();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 // ---- setup ----
 
 fn free_port(ip: Ipv4Addr) -> u16 {
@@ -377,7 +291,16 @@ fn a_kernel_node_sees_our_node_up_connected_past_the_idle_timeout_and_down_at_on
 
     // Life 1: our node heartbeats before the kernel mounts.
     let mut node = OurNode::start(&img, region, net_cfg.clone());
-    let mut guest = Guest::start(&img, &scratch, fwd_port, &conf);
+    let script = GUEST_SCRIPT.replace("@CLUSTER@", CLUSTER).replace("@HOLD@", &HOLD_SECS.to_string());
+    let mut guest = Guest::start(&GuestSpec {
+        img: &img,
+        script: &script,
+        dir: &scratch.dir,
+        o2net_fwd: fwd_port,
+        conf: &conf,
+        hostname: GUEST,
+        limit_secs: 420,
+    });
     guest.wait_mark("mounted", Duration::from_secs(240));
     let connected_1 = guest.wait_mark("connected-1", Duration::from_secs(120));
     // QEMU's user-mode NAT makes our connection come from the gateway address, which is why

@@ -24,7 +24,8 @@
 
 mod common;
 
-use common::{kvm_tools, Scratch};
+use common::guest::{Guest, GuestSpec};
+use common::Scratch;
 use ocfs2::cluster::config::ClusterConfig;
 use ocfs2::cluster::heartbeat::HeartbeatRegion;
 use ocfs2::cluster::membership::FenceAction;
@@ -35,8 +36,7 @@ use ocfs2::dlm::{Dlm, DlmError, Mode, DLM_LVB_LEN};
 use ocfs2::fs::{MountOptions, Volume};
 use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -132,87 +132,6 @@ ocfs2_hb_ctl -K -d /dev/vda kdlm || fail "ocfs2_hb_ctl -K"
 o2cb unregister-cluster $C || fail "o2cb unregister-cluster"
 mark done
 "#;
-
-struct Guest {
-    child: Child,
-    log: PathBuf,
-    err: PathBuf,
-}
-
-impl Guest {
-    fn start(img: &Path, scratch: &Scratch, fwd_port: u16, ctl_port: u16, conf: &Path) -> Guest {
-        use std::os::unix::process::CommandExt;
-        let script = scratch.path("guest.sh");
-        let text = GUEST_SCRIPT
-            .replace("@CLUSTER@", CLUSTER)
-            .replace("@DOMAIN@", DOMAIN)
-            .replace("@RES@", RES)
-            .replace("@CTL@", &ctl_port.to_string());
-        std::fs::write(&script, text).unwrap();
-        let log = scratch.path("console.log");
-        let err = scratch.path("run-guest.err");
-        let child = Command::new(kvm_tools().join("run-guest.sh"))
-            .arg(img)
-            .arg(&script)
-            .env("KVM_NET", "user")
-            .env("KVM_O2NET_FWD", fwd_port.to_string())
-            .env("KVM_HOSTNAME", GUEST)
-            .env("KVM_FILES", conf)
-            .env("KVM_DMESG", "all")
-            .env("KVM_TIMEOUT", GUEST_LIMIT_SECS.to_string())
-            .env("KVM_LOG", &log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&err).unwrap())
-            .process_group(0)
-            .spawn()
-            .expect("start run-guest.sh");
-        Guest { child, log, err }
-    }
-
-    fn console(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn check_running(&mut self, what: &str) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            let err = std::fs::read_to_string(&self.err).unwrap_or_default();
-            panic!("the guest ended ({status}) while {what}:\n{}\n{err}", self.console());
-        }
-        if let Some(fail) = self.console().lines().find(|l| l.starts_with("GUEST-FAIL")) {
-            panic!("the guest failed ({fail}) while {what}:\n{}", self.console());
-        }
-    }
-
-    fn wait_mark(&mut self, name: &str, limit: Duration) -> String {
-        let end = Instant::now() + limit;
-        let want = format!("MARK {name} ");
-        loop {
-            if let Some(line) = self.console().lines().find(|l| l.starts_with(&want)) {
-                eprintln!("guest: {line}");
-                return line.to_string();
-            }
-            self.check_running(&format!("the host waited for {name}"));
-            assert!(Instant::now() < end, "no '{name}' from the guest within {limit:?}:\n{}", self.console());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn finish(mut self) -> (i32, String) {
-        let status = self.child.wait().expect("wait for run-guest.sh");
-        eprint!("{}", std::fs::read_to_string(&self.err).unwrap_or_default());
-        (status.code().unwrap_or(-1), self.console())
-    }
-}
-
-impl Drop for Guest {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = Command::new("kill").arg("--").arg(format!("-{}", self.child.id())).status();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 /// The host's end of the guest's command connection.
 struct Control {
@@ -353,7 +272,20 @@ fn a_kernel_node_and_ours_share_a_dlm_domain_and_take_turns_holding_ex_with_the_
     let dev: Arc<dyn BlockDevice> = Arc::new(dev);
     cluster.heartbeat_region(&uuid, dev, region).expect("start our heartbeat");
 
-    let mut guest = Guest::start(&img, &scratch, fwd_port, ctl_port, &conf);
+    let script = GUEST_SCRIPT
+        .replace("@CLUSTER@", CLUSTER)
+        .replace("@DOMAIN@", DOMAIN)
+        .replace("@RES@", RES)
+        .replace("@CTL@", &ctl_port.to_string());
+    let mut guest = Guest::start(&GuestSpec {
+        img: &img,
+        script: &script,
+        dir: &scratch.dir,
+        o2net_fwd: fwd_port,
+        conf: &conf,
+        hostname: GUEST,
+        limit_secs: GUEST_LIMIT_SECS,
+    });
     guest.wait_mark("connected", Duration::from_secs(150));
     let mut control = Control::accept(&ctl, &mut guest, Duration::from_secs(30));
     let end = Instant::now() + Duration::from_secs(30);

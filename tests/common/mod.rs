@@ -4,6 +4,8 @@
 //! never skipped in silence.
 #![allow(dead_code)]
 
+pub mod guest;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
