@@ -10,24 +10,10 @@ mod tcp_baseline;
 use ocfs2::cluster::net::{Net, NetConfig, NetTimeouts};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
-use tcp_baseline::tcp_rtts;
+use tcp_baseline::{stats, tcp_rtts};
 
 const MSG_TYPE: u16 = 7;
 const KEY: u32 = 0x6265_6e63;
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p) as usize]
-}
-
-struct Stats {
-    mean: f64,
-    p50: f64,
-    p99: f64,
-}
-
-fn stats(mut v: Vec<f64>) -> Stats {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    Stats { mean: v.iter().sum::<f64>() / v.len() as f64, p50: percentile(&v, 0.5), p99: percentile(&v, 0.99) }
-}
 
 /// Two o2net nodes on 127.0.0.x, connected; node 1 sends to node 0.
 fn o2net_pair(port: u16) -> (Net, Net) {

@@ -24,24 +24,12 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
-use tcp_baseline::{tcp_rtts, HEADER};
+use tcp_baseline::{stats, tcp_rtts, Stats, HEADER};
 
 /// `struct dlm_create_lock`: cookie, flags, pad, node, mode, name length, 64 name bytes.
 const CREATE_LOCK_LEN: usize = 80;
 const PING_TYPE: u16 = 7;
 const PING_KEY: u32 = 0x646c_6d62;
-
-struct Stats {
-    mean: f64,
-    p50: f64,
-    p99: f64,
-}
-
-fn stats(mut v: Vec<f64>) -> Stats {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let at = |p: f64| v[((v.len() - 1) as f64 * p) as usize];
-    Stats { mean: v.iter().sum::<f64>() / v.len() as f64, p50: at(0.5), p99: at(0.99) }
-}
 
 fn addr(node: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 0, 91 + node)

@@ -1,6 +1,7 @@
 //! The peer every messaging benchmark compares with: a bare TCP ping-pong on loopback with the
 //! bytes of an o2net message (a request of header + payload, a reply of one header) and no
-//! o2net or DLM in between. Included with `#[path]` by the benches that print that ratio.
+//! o2net or DLM in between, and the summary every latency row prints. Included with `#[path]` by
+//! the benches that print that ratio.
 
 use ocfs2::cluster::net::dial;
 use std::io::{Read, Write};
@@ -46,4 +47,17 @@ pub fn tcp_rtts(client: Ipv4Addr, server: Ipv4Addr, port: u16, payload: usize, r
     drop(c);
     echo.join().unwrap();
     out
+}
+
+/// Mean, median and 99th percentile of latencies.
+pub struct Stats {
+    pub mean: f64,
+    pub p50: f64,
+    pub p99: f64,
+}
+
+pub fn stats(mut v: Vec<f64>) -> Stats {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let at = |p: f64| v[((v.len() - 1) as f64 * p) as usize];
+    Stats { mean: v.iter().sum::<f64>() / v.len() as f64, p50: at(0.5), p99: at(0.99) }
 }
