@@ -1433,37 +1433,24 @@ impl DlmCore {
             if r.owner != Owner::Me {
                 return;
             }
+            // Converting locks go first; a new lock waits while any convert waits.
             loop {
-                if let Some(head) = r.converting.first() {
-                    let want = head.convert.unwrap_or(head.mode);
-                    if r.compatible(head.cookie, want) {
-                        let mut l = r.converting.remove(0);
-                        l.mode = want;
-                        l.convert = None;
-                        l.bast = None;
-                        deliveries.push((l.node, l.cookie, DLM_AST, want, l.get_lvb));
-                        l.get_lvb = false;
-                        r.granted.push(l);
-                        continue;
-                    }
-                    let cookie = head.cookie;
+                let (converting, cookie, want) = match (r.converting.first(), r.blocked.first()) {
+                    (Some(head), _) => (true, head.cookie, head.convert.unwrap_or(head.mode)),
+                    (None, Some(head)) => (false, head.cookie, head.mode),
+                    (None, None) => break,
+                };
+                if !r.compatible(cookie, want) {
                     Self::basts_for(r, cookie, want, &mut deliveries);
                     break;
                 }
-                if let Some(head) = r.blocked.first() {
-                    let want = head.mode;
-                    if r.compatible(head.cookie, want) {
-                        let mut l = r.blocked.remove(0);
-                        l.bast = None;
-                        deliveries.push((l.node, l.cookie, DLM_AST, want, l.get_lvb));
-                        l.get_lvb = false;
-                        r.granted.push(l);
-                        continue;
-                    }
-                    let cookie = head.cookie;
-                    Self::basts_for(r, cookie, want, &mut deliveries);
-                }
-                break;
+                let mut l = if converting { r.converting.remove(0) } else { r.blocked.remove(0) };
+                l.mode = want;
+                l.convert = None;
+                l.bast = None;
+                deliveries.push((l.node, l.cookie, DLM_AST, want, l.get_lvb));
+                l.get_lvb = false;
+                r.granted.push(l);
             }
             lvb = r.lvb;
         }

@@ -221,7 +221,7 @@ impl Volume {
         if o.truncate && !created && meta.size > 0 {
             self.truncate(ino, 0)?;
         }
-        Ok(File { hold, vol: self.clone(), read: o.read, write: o.writes(), append: o.append, pos: Mutex::new(0) })
+        Ok(File { hold, read: o.read, write: o.writes(), append: o.append, pos: Mutex::new(0) })
     }
 
     /// Opens the directory at `path` for listing.
@@ -372,7 +372,6 @@ impl Volume {
 /// that `Read`, `Write` and `Seek` use is shared among them.
 pub struct File {
     hold: OpenInode,
-    vol: Volume,
     read: bool,
     write: bool,
     append: bool,
@@ -391,6 +390,10 @@ impl std::fmt::Debug for File {
 }
 
 impl File {
+    fn vol(&self) -> &Volume {
+        self.hold.volume()
+    }
+
     /// The inode number.
     pub fn ino(&self) -> u64 {
         self.hold.ino()
@@ -429,10 +432,10 @@ impl File {
     pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<usize> {
         self.need_write()?;
         if self.append {
-            self.vol.append(self.ino(), buf)?;
+            self.vol().append(self.ino(), buf)?;
             return Ok(buf.len());
         }
-        self.vol.write(self.ino(), offset, buf)
+        self.vol().write(self.ino(), offset, buf)
     }
 
     /// `ftruncate`.
@@ -440,36 +443,36 @@ impl File {
         if !self.write {
             return Err(Error::InvalidArgument("truncating a file not open for writing".into()));
         }
-        self.vol.truncate(self.ino(), size)
+        self.vol().truncate(self.ino(), size)
     }
 
     /// `fallocate`: preallocates `[offset, offset + len)` (reads as zeros); the size grows to
     /// the end of the range unless `keep_size`.
     pub fn allocate(&self, offset: u64, len: u64, keep_size: bool) -> Result<()> {
         self.need_write()?;
-        self.vol.fallocate(self.ino(), offset, len, keep_size)
+        self.vol().fallocate(self.ino(), offset, len, keep_size)
     }
 
     /// `fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)`.
     pub fn punch_hole(&self, offset: u64, len: u64) -> Result<()> {
         self.need_write()?;
-        self.vol.punch_hole(self.ino(), offset, len)
+        self.vol().punch_hole(self.ino(), offset, len)
     }
 
     /// `fallocate(FALLOC_FL_ZERO_RANGE)`.
     pub fn zero_range(&self, offset: u64, len: u64, keep_size: bool) -> Result<()> {
         self.need_write()?;
-        self.vol.zero_range(self.ino(), offset, len, keep_size)
+        self.vol().zero_range(self.ino(), offset, len, keep_size)
     }
 
     /// `fsync`.
     pub fn sync_all(&self) -> Result<()> {
-        self.vol.sync_all(self.ino())
+        self.vol().sync_all(self.ino())
     }
 
     /// `fdatasync`.
     pub fn sync_data(&self) -> Result<()> {
-        self.vol.sync_data(self.ino())
+        self.vol().sync_data(self.ino())
     }
 
     /// Closes the file, reporting what freeing an unlinked file's inode ran into (dropping
@@ -489,10 +492,12 @@ impl File {
     fn write_here(&self, buf: &[u8]) -> Result<usize> {
         self.need_write()?;
         let mut pos = self.pos.lock();
-        let at = if self.append { self.vol.append(self.ino(), buf)? } else { *pos };
-        if !self.append {
-            self.vol.write(self.ino(), at, buf)?;
-        }
+        let at = if self.append {
+            self.vol().append(self.ino(), buf)?
+        } else {
+            self.vol().write(self.ino(), *pos, buf)?;
+            *pos
+        };
         *pos = at + buf.len() as u64;
         Ok(buf.len())
     }

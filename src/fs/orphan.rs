@@ -90,6 +90,11 @@ impl OpenInode {
         self.ino
     }
 
+    /// The volume the inode is on.
+    pub(crate) fn volume(&self) -> &Volume {
+        &self.vol
+    }
+
     /// `fstat`: works after the last name is gone.
     pub fn metadata(&self) -> Result<Metadata> {
         self.vol.metadata(self.ino)
