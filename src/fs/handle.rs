@@ -200,6 +200,8 @@ impl Volume {
             let at = self.split(path)?;
             match self.lookup(at.parent, &at.name) {
                 Ok(_) if o.create_new => return Err(Error::Exists(shown(path))),
+                // Only a symbolic link needs the walk again, to follow it.
+                Ok(ino) if self.metadata(ino)?.file_type != FileType::Symlink && !at.trailing_slash => ino,
                 Ok(_) => self.inode_at(path, true)?,
                 Err(Error::NotFound(_)) if at.trailing_slash => return Err(Error::IsDir(shown(path))),
                 Err(Error::NotFound(_)) => {
