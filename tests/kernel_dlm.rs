@@ -18,6 +18,16 @@
 //! timeout: the request queues at the kernel master, the timeout cancels it (UNLOCK_LOCK with
 //! LKM_CANCEL) and the kernel's reply alone ends it, as `dlmunlock_common` expects.
 //!
+//! Then leaving and migration. Our node leaves and joins again, locks "refd" (which the kernel
+//! masters and our new life does not know, so a MASTER_REQUEST finds it and the kernel counts
+//! a reference of ours) and leaves again, dropping the reference with DEREF_LOCKRES. A third
+//! life holds PR on the turns resource while the kernel leaves the domain: the kernel migrates
+//! that resource to our node (MIG_LOCKRES with MIGRATION, our ASSERT_MASTER with
+//! FINISH_MIGRATION) and nothing else (a reference left on "refd" would bring it along too).
+//! Our node, now the master, up-converts and finds the LVB came along; the kernel joins again,
+//! takes a turn at our master (its MASTER_REQUEST, CREATE_LOCK, our grant with the LVB) and
+//! leaves; its release's LVB is what our last EX reads.
+//!
 //! The guest is driven over a TCP connection it opens to the host (bash's `/dev/tcp`, at
 //! 10.0.2.2, which QEMU maps to the host's loopback): one command a line, one `DONE rc text`
 //! line back.
@@ -104,7 +114,7 @@ turn() {
   exec 3>&-
   echo "read=[$v] wrote=[counter=$((c + 1)) by=kernel turn=$1]"
 }
-left1() { dmesg | grep -q "Node 1 leaves domain $D"; }
+left() { [ "$(dmesg | grep -c "Node 1 leaves domain $D")" -ge "$1" ]; }
 
 cp /root/cluster.conf /etc/ocfs2/cluster.conf
 o2cb register-cluster $C || fail "o2cb register-cluster"
@@ -121,7 +131,9 @@ while read -r cmd arg <&5; do
     lvb) out=$(lvb 2>&1) || rc=$? ;;
     hold) if exec 4<>"$R"; then out=held; else rc=1; out="cannot open $R"; fi ;;
     release) exec 4>&-; out=released ;;
-    leave) until_t 30 left1 || rc=1; out=$( { rm "$R" && rmdir /dlm/$D; } 2>&1) || rc=$? ;;
+    touch) if exec 6<>"/dlm/$D/$arg"; then exec 6>&-; out=touched; else rc=1; out="cannot open $arg"; fi ;;
+    waitleft) until_t 30 left "$arg" || rc=1; out=$(dmesg | grep "leaves domain $D" | tail -1) ;;
+    leave) out=$( { rm -f /dlm/$D/* && rmdir /dlm/$D; } 2>&1) || rc=$? ;;
     quit) echo "DONE 0 bye" >&5; break ;;
     *) rc=1; out="unknown command $cmd" ;;
   esac
@@ -213,6 +225,17 @@ fn lvb_text(lvb: &[u8; DLM_LVB_LEN]) -> String {
 
 fn counter_of(text: &str) -> Option<u32> {
     text.strip_prefix("counter=")?.split(' ').next()?.parse().ok()
+}
+
+/// Our node joins the domain the kernel is in, and waits until both see it.
+fn join_beside_the_kernel(cluster: &Arc<Cluster>) -> Dlm {
+    let dlm = Dlm::join_timeout(cluster, DOMAIN, Duration::from_secs(30)).expect("our node joins again");
+    let end = Instant::now() + Duration::from_secs(10);
+    while dlm.members() != vec![GUEST_NUM, OUR_NUM] {
+        assert!(Instant::now() < end, "our join beside the kernel: members {:?}", dlm.members());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    dlm
 }
 
 fn kernel_log(console: &str) -> String {
@@ -360,11 +383,75 @@ fn a_kernel_node_and_ours_share_a_dlm_domain_and_take_turns_holding_ex_with_the_
     assert_eq!(counter_of(&last), Some(expect), "the kernel's last read [{last}]");
     assert!(last.contains("by=rsnode"), "{last}");
 
-    // Our node leaves first (it masters nothing), then the kernel leaves alone.
     let t = Instant::now();
     dlm.leave().expect("our node leaves the domain");
     eprintln!("host: our node left the domain in {:?}", t.elapsed());
+    control.run(&mut guest, "waitleft 1", Duration::from_secs(60));
+
+    // References: the kernel masters "refd" (it took a lock there while we were away, so our
+    // next life does not know its master); our MASTER_REQUEST for it is answered YES and the
+    // kernel counts a reference of ours, which our leave drops with DEREF_LOCKRES. Had it not,
+    // the kernel would later migrate "refd" to us (or spin trying when we are not there).
+    control.run(&mut guest, "touch refd", Duration::from_secs(30));
+    let dlm = join_beside_the_kernel(&cluster);
+    let h = dlm.lock_timeout(b"refd", Mode::Pr, 0, Some(Duration::from_secs(30))).expect("our PR on refd");
+    dlm.unlock(h).expect("our unlock of refd");
+    let t = Instant::now();
+    dlm.leave().expect("our node leaves the domain again");
+    eprintln!("host: our node left the domain again in {:?}", t.elapsed());
+    control.run(&mut guest, "waitleft 2", Duration::from_secs(60));
+
+    // We join a third time and hold PR on RES, which the kernel masters; then the kernel
+    // leaves the domain and, as `dlm_migrate_lockres` does, migrates RES to the only node with
+    // a lock on it: ours. "refd" stays behind: no reference of ours is left on it.
+    let dlm = join_beside_the_kernel(&cluster);
+    let h = dlm.lock_timeout(RES.as_bytes(), Mode::Pr, 0, Some(Duration::from_secs(30))).expect("our PR on RES");
+    assert_eq!(counter_of(&lvb_text(&dlm.lvb(&h))), Some(expect), "our PR read [{}]", lvb_text(&dlm.lvb(&h)));
+    assert!(!dlm.masters(RES.as_bytes()), "the kernel masters RES before it leaves");
+    let t = Instant::now();
+    let out = control.run(&mut guest, "leave", Duration::from_secs(60));
+    eprintln!("guest: leave (migrates RES to us): {out} ({:?})", t.elapsed());
+    let end = Instant::now() + Duration::from_secs(10);
+    while dlm.members() != vec![OUR_NUM] {
+        assert!(Instant::now() < end, "the kernel's exit did not reach our node: members {:?}", dlm.members());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stats = dlm.stats();
+    eprintln!("host: after the kernel left: masters RES {}, {stats:?}", dlm.masters(RES.as_bytes()));
+    assert!(dlm.masters(RES.as_bytes()), "RES was not migrated to our node");
+    assert_eq!(stats.migrations_in, 1, "only RES comes over (more: the kernel kept a reference of ours on refd)");
+    // The LVB came with it: our up-convert, granted here at the new master, reads it.
+    dlm.convert(&h, Mode::Ex, 0).expect("our up-convert at the new master");
+    let got = lvb_text(&dlm.lvb(&h));
+    assert_eq!(counter_of(&got), Some(expect), "after the migration our EX read [{got}]");
+    expect += 1;
+    let mut lvb = [b' '; DLM_LVB_LEN];
+    let text = format!("counter={expect} by=rsnode migrated");
+    lvb[..text.len()].copy_from_slice(text.as_bytes());
+    dlm.set_lvb(&h, &lvb).unwrap();
+    dlm.unlock(h).expect("our unlock at the new master");
+    exchange.push(format!("migration: RES mastered by our node, EX read [{got}] wrote counter={expect}"));
+
+    // The kernel joins again and takes a turn at our master; its release brings the LVB here.
+    control.run(&mut guest, "join", Duration::from_secs(60));
+    let k = control.run(&mut guest, &format!("turn {}", TURNS + 1), Duration::from_secs(60));
+    let read = k.split("read=[").nth(1).and_then(|r| r.split(']').next()).unwrap_or("");
+    assert_eq!(counter_of(read), Some(expect), "the kernel's turn at our master read [{read}]");
+    assert!(read.contains("by=rsnode migrated"), "{read}");
+    expect += 1;
     control.run(&mut guest, "leave", Duration::from_secs(60));
+    let end = Instant::now() + Duration::from_secs(10);
+    while dlm.members() != vec![OUR_NUM] {
+        assert!(Instant::now() < end, "the kernel's second exit: members {:?}", dlm.members());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let h = dlm.lock_timeout(RES.as_bytes(), Mode::Ex, 0, Some(Duration::from_secs(10))).expect("our last EX");
+    let got = lvb_text(&dlm.lvb(&h));
+    assert_eq!(counter_of(&got), Some(expect), "the kernel's release at our master left [{got}]");
+    assert!(got.contains("by=kernel"), "{got}");
+    exchange.push(format!("kernel turn at our master read [{read}]; its release left [{got}]"));
+    dlm.unlock(h).unwrap();
+    dlm.leave().expect("our node leaves last");
     control.run(&mut guest, "quit", Duration::from_secs(10));
     guest.wait_mark("done", Duration::from_secs(60));
     let (rc, console) = guest.finish();

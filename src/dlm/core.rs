@@ -32,10 +32,18 @@
 //!   answered with MIG_LOCKRES and RECO_DATA_DONE), rebuilds their queues, takes them over and
 //!   announces it with FINALIZE_RECO. Requests on those resources, mastery and joins wait until
 //!   then; a death during recovery starts it over. An LVB nobody can vouch for becomes zero.
-//! - **Leave**: a node without locks sends EXIT_DOMAIN and stops granting; the others recover
-//!   it as if it had died, while the leaver hands its queues and LVBs to the recovery master
-//!   (MIG_LOCKRES with the MIGRATION flag) so that nothing is lost. (The kernel migrates each
-//!   resource before it exits instead; the recovery path is the one that must be right anyway.)
+//! - **Leave**: a node without locks first drops the references that masters count for it
+//!   (DEREF_LOCKRES, as `dlm_purge_lockres` does), then sends EXIT_DOMAIN and stops granting;
+//!   the others recover it as if it had died, while the leaver hands its queues and LVBs to the
+//!   recovery master (MIG_LOCKRES with the MIGRATION flag) so that nothing is lost. A kernel
+//!   leaves the other way (`dlm_migrate_all_locks`): each resource with locks or references
+//!   goes to one node (MIG_LOCKRES, MIGRATION only), which becomes its master and tells the
+//!   others (MIGRATE_REQUEST, then ASSERT_MASTER with FINISH_MIGRATION, the old master last);
+//!   this core plays the new master and the bystander of that, and takes no data from a
+//!   kernel's exit. Our own leave does not migrate that way: a death in the middle needs the
+//!   kernel's MASTER_REQUERY arbitration, which this recovery does not do, so a kernel left
+//!   holding locks on a resource our leaving node mastered keeps that node as their master
+//!   after it is gone (the leave logs a warning after waiting for a recovery master).
 //!
 //! Where this goes beyond the kernel's use of the same messages (all in fields the kernel
 //! leaves as padding or does not read):
@@ -45,7 +53,11 @@
 //!   `mig_cookie`, so that data of an abandoned round never mixes into the next;
 //! - a recovery round takes over the resources of every departed node the recovery master
 //!   knows (one BEGIN_RECO each, before LOCK_REQUEST), and a participant that knows of more
-//!   refuses with EAGAIN and names them in an EXIT_DOMAIN whose `node_idx` is not its own.
+//!   refuses with EAGAIN and names them in an EXIT_DOMAIN whose `node_idx` is not its own;
+//! - our EXIT_DOMAIN carries a mark in its first pad byte (`EXIT_HANDOVER`): this leaver did
+//!   not migrate and waits to be asked for its queues. A kernel's exit has no mark, and the
+//!   kernel is then neither asked (its LOCK_REQUEST handler logs an error for a recovery it
+//!   does not run) nor sent FINALIZE_RECO (which BUGs a kernel that expects another master).
 
 use super::wire::*;
 use super::{DlmError, Result};
@@ -238,6 +250,13 @@ struct Res {
     retry_at: Option<Millis>,
     /// Cookies of this node's locks on the resource.
     local: BTreeSet<u64>,
+    /// A migration from the first node to the second is under way (MIGRATE_REQUEST came):
+    /// requests wait for the new master's ASSERT_MASTER.
+    migrating: Option<(u8, u8)>,
+    /// The master counts a reference of ours (it answered our MASTER_REQUEST, or took the
+    /// resource over with our locks in it): a kernel master keeps the resource, and would
+    /// migrate it to us, until a DEREF_LOCKRES drops it.
+    ref_at_master: bool,
 }
 
 impl Res {
@@ -252,6 +271,8 @@ impl Res {
             mastery: None,
             retry_at: None,
             local: BTreeSet::new(),
+            migrating: None,
+            ref_at_master: false,
         }
     }
 
@@ -286,6 +307,9 @@ struct JoinAttempt {
     ok: BTreeSet<u8>,
     disallowed: bool,
     mismatch: Option<String>,
+    /// Members that sent EXIT_DOMAIN while this attempt ran: they accepted us before they
+    /// left, and must not be in the domain map we end with.
+    exited: BTreeSet<u8>,
 }
 
 /// One node's contribution to a resource in recovery.
@@ -320,6 +344,18 @@ pub struct Stats {
     pub masteries: u64,
     pub recoveries: u64,
     pub lvb_invalidated: u64,
+    /// Resources another node's clean leave migrated to this node (MIG_LOCKRES, MIGRATION).
+    pub migrations_in: u64,
+    /// References dropped at masters when leaving (DEREF_LOCKRES).
+    pub derefs: u64,
+}
+
+/// A resource a leaving master is migrating to us: its queues, as MIG_LOCKRES brings them.
+#[derive(Debug)]
+struct IncomingMigration {
+    from: u8,
+    locks: Vec<MigratableLock>,
+    lvb: Lvb,
 }
 
 /// The DLM state machine of one node in one domain.
@@ -348,6 +384,9 @@ pub struct DlmCore {
     dead: BTreeSet<u8>,
     /// Members that sent EXIT_DOMAIN and are still reachable to hand over their LVBs.
     exiting: BTreeSet<u8>,
+    /// Members whose EXIT_DOMAIN came without our handover mark (kernels): never asked for
+    /// data nor sent FINALIZE_RECO, though still alive.
+    migrated_out: BTreeSet<u8>,
     /// Nodes whose departure was handled, until heartbeat shows them again or they rejoin: a
     /// late heartbeat death must not start a second recovery.
     gone: BTreeSet<u8>,
@@ -361,6 +400,8 @@ pub struct DlmCore {
     /// mastered.
     rm_dead: Option<(u8, BTreeSet<u8>)>,
     leave_deadline: Option<Millis>,
+    /// Resources being migrated to us, until their last MIG_LOCKRES (ALL_DONE).
+    incoming: BTreeMap<Vec<u8>, IncomingMigration>,
     /// The cluster's node numbers, which a joiner's QUERY_NODEINFO must list (None: unchecked).
     cluster_nodes: Option<BTreeSet<u8>>,
     /// The global heartbeat regions, which a joiner's QUERY_REGION must list; None with local
@@ -414,6 +455,8 @@ impl DlmCore {
             reported: None,
             rm_dead: None,
             leave_deadline: None,
+            migrated_out: BTreeSet::new(),
+            incoming: BTreeMap::new(),
             cluster_nodes: None,
             global_regions: None,
             out: Vec::new(),
@@ -530,14 +573,33 @@ impl DlmCore {
             .filter(|(_, p)| !p.queue.is_empty())
             .map(|(n, p)| format!("{n}:{}{}", p.queue.len(), if p.in_flight { "*" } else { "" }))
             .collect();
+        // Resources with a request of ours still open: who masters them, and any mastery round.
+        let waiting: Vec<String> = self
+            .res
+            .iter()
+            .filter(|(_, r)| r.local.iter().any(|c| self.locks.get(c).is_some_and(|l| l.op != Op::None)))
+            .map(|(name, r)| {
+                format!(
+                    "{}: owner {:?} recovering {} retry {:?} mastery {:?}",
+                    String::from_utf8_lossy(name),
+                    r.owner,
+                    r.recovering,
+                    r.retry_at,
+                    r.mastery.as_ref().map(|m| (m.waiting.clone(), m.yes, m.maybe, m.redo, m.gen))
+                )
+            })
+            .collect();
         format!(
-            "live {:?} joining {:?} exiting {:?} round {:?} retry {:?} outq [{}]",
+            "live {:?} joining {:?} exiting {:?} dead {:?} gen {} round {:?} retry {:?} outq [{}] waiting [{}]",
             self.live,
             self.joining_node,
             self.exiting,
+            self.dead,
+            self.gen,
             self.round.as_ref().map(|r| (r.dead, r.collecting, r.waiting.clone())),
             self.round_retry_at,
-            peers.join(" ")
+            peers.join(" "),
+            waiting.join("; ")
         )
     }
 
@@ -714,9 +776,14 @@ impl DlmCore {
         let waited_on = self.round.as_ref().is_some_and(|r| r.waiting.contains(&node));
         if self.members.contains(&node) {
             self.depart(node, true);
-        } else if was_exiting || waited_on || self.dead.contains(&node) {
-            // It left (or died) already and its recovery may be waiting for its data.
-            self.restart_round_if_waiting(node);
+        } else {
+            if was_exiting || waited_on || self.dead.contains(&node) {
+                // It left (or died) already and its recovery may be waiting for its data.
+                self.restart_round_if_waiting(node);
+            }
+            // Not a member (any more: its join was cancelled), yet a mastery round may have
+            // asked it while it was one; its answer will not come now.
+            self.stop_waiting_in_masteries(node);
         }
         if self.state == DomainState::Leaving && self.members.is_empty() {
             self.finish_leave();
@@ -727,6 +794,8 @@ impl DlmCore {
     /// `node` left the domain map, by death (`died`) or by EXIT_DOMAIN.
     fn depart(&mut self, node: u8, died: bool) {
         self.members.remove(&node);
+        // A migration it had not finished sending: its resources go through recovery.
+        self.incoming.retain(|_, m| m.from != node);
         self.gen += 1;
         self.dead.insert(node);
         self.gone.insert(node);
@@ -742,6 +811,11 @@ impl DlmCore {
                 if let Some(m) = r.mastery.as_mut() {
                     m.waiting.remove(&node);
                     conclude = m.waiting.is_empty();
+                }
+                // The new master of a migration died before it asserted: its resource is
+                // recovered like the rest of what it mastered (the owner already names it).
+                if r.migrating.is_some_and(|(_, to)| to == node) {
+                    r.migrating = None;
                 }
                 match r.owner {
                     Owner::Node(o) if o == node => {
@@ -778,6 +852,23 @@ impl DlmCore {
         }
         if self.round.is_some() {
             self.restart_round_if_waiting(node);
+        }
+    }
+
+    /// Mastery rounds stop waiting for `node`'s answer; those with no other answer to wait for
+    /// conclude (they start over, since the domain changed).
+    fn stop_waiting_in_masteries(&mut self, node: u8) {
+        let names: Vec<Vec<u8>> = self
+            .res
+            .iter()
+            .filter(|(_, r)| r.mastery.as_ref().is_some_and(|m| m.waiting.contains(&node)))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in names {
+            if let Some(m) = self.res.get_mut(&name).and_then(|r| r.mastery.as_mut()) {
+                m.waiting.remove(&node);
+            }
+            self.conclude_mastery(&name);
         }
     }
 
@@ -823,6 +914,7 @@ impl DlmCore {
             ok: BTreeSet::new(),
             disallowed: false,
             mismatch: None,
+            exited: BTreeSet::new(),
         });
         for n in targets {
             let msg = Msg::QueryJoin {
@@ -883,7 +975,7 @@ impl DlmCore {
             return;
         }
         let att = self.join.take().unwrap_or_else(|| unreachable!());
-        self.members = att.ok;
+        self.members = att.ok.difference(&att.exited).copied().collect();
         self.joining_node = None;
         self.gen += 1;
         self.state = DomainState::Joined;
@@ -912,10 +1004,28 @@ impl DlmCore {
         }
         self.state = DomainState::Leaving;
         self.leave_deadline = Some(now + LEAVE_TIMEOUT_MS);
+        // As `dlm_migrate_all_locks` purges what this node does not master: every master
+        // that counts a reference of ours hears it dropped before our exit, or a kernel master
+        // would keep the resource for us and later try to migrate it here.
+        let derefs: Vec<(u8, Vec<u8>)> = self
+            .res
+            .iter()
+            .filter_map(|(name, r)| match r.owner {
+                Owner::Node(n) if r.ref_at_master && self.members.contains(&n) => Some((n, name.clone())),
+                _ => None,
+            })
+            .collect();
+        for (n, name) in derefs {
+            self.stats.derefs += 1;
+            if let Some(r) = self.res.get_mut(&name) {
+                r.ref_at_master = false;
+            }
+            self.push(n, Msg::DerefLockres { node_idx: self.node, name }, Ctx::Plain);
+        }
         let members: Vec<u8> = self.members.iter().copied().collect();
         for &n in &members {
             self.push(n, Msg::BeginExitDomain { node_idx: self.node }, Ctx::Plain);
-            self.push(n, Msg::ExitDomain { node_idx: self.node }, Ctx::Plain);
+            self.push(n, Msg::ExitDomain { node_idx: self.node, handover: true }, Ctx::Plain);
         }
         if members.is_empty() {
             self.finish_leave();
@@ -930,6 +1040,7 @@ impl DlmCore {
         self.state = DomainState::Left;
         self.members.clear();
         self.res.clear();
+        self.incoming.clear();
         self.dead.clear();
         self.round = None;
         self.out.push(Action::Left);
@@ -1024,7 +1135,7 @@ impl DlmCore {
     /// Sends every pending request on `name` to its master, finding the master first.
     fn submit(&mut self, name: &[u8]) {
         let Some(r) = self.res.get(name) else { return };
-        if r.recovering || r.retry_at.is_some() {
+        if r.recovering || r.retry_at.is_some() || r.migrating.is_some() {
             return;
         }
         let owner = match r.owner {
@@ -1522,6 +1633,8 @@ impl DlmCore {
         let m = r.mastery.take().unwrap_or_else(|| unreachable!());
         if let Some(y) = m.yes.filter(|y| self.members.contains(y)) {
             r.owner = Owner::Node(y);
+            // A master that answers YES counts us in its reference map.
+            r.ref_at_master = true;
         } else if m.yes.is_some()
             || m.redo
             || m.maybe
@@ -1564,7 +1677,7 @@ impl DlmCore {
         DLM_MASTER_RESP_NO
     }
 
-    fn on_assert_master(&mut self, from: u8, name: &[u8]) -> i32 {
+    fn on_assert_master(&mut self, from: u8, flags: u32, name: &[u8]) -> i32 {
         if !self.is_member_state() || !self.members.contains(&from) {
             return 0;
         }
@@ -1575,12 +1688,207 @@ impl DlmCore {
             self.violation(what);
             return -libc::EINVAL;
         }
+        // The end of a migration: what the old master had taken from us is in the queues it
+        // handed over, so it counts as sent to the new master.
+        let finish = flags & DLM_ASSERT_MASTER_FINISH_MIGRATION != 0;
+        let previous = match (r.migrating.take(), r.owner) {
+            (Some((old, _)), _) => Some(old),
+            (None, Owner::Node(old)) if finish && old != from => Some(old),
+            _ => None,
+        };
+        // As `dlm_assert_master_handler` answers: a node that keeps the resource (here: has
+        // locks on it or was looking for its master) asks the master to count its reference.
+        let keeps = !r.local.is_empty() || r.mastery.is_some() || r.ref_at_master;
         r.owner = Owner::Node(from);
         r.recovering = false;
         r.mastery = None;
         r.retry_at = None;
+        r.ref_at_master = keeps;
+        if let Some(old) = previous {
+            self.remap_sent(name, old, from);
+        }
         self.submit(name);
+        if keeps {
+            DLM_ASSERT_RESPONSE_MASTERY_REF
+        } else {
+            0
+        }
+    }
+
+    /// Our requests on `name` that `old` took count as sent to `new`, which has its queues now.
+    fn remap_sent(&mut self, name: &[u8], old: u8, new: u8) {
+        let Some(r) = self.res.get(name) else { return };
+        for c in &r.local {
+            if let Some(l) = self.locks.get_mut(c) {
+                if l.op_sent == Some(old) {
+                    l.op_sent = Some(new);
+                }
+                if l.cancel_sent == Some(old) {
+                    l.cancel_sent = Some(new);
+                }
+            }
+        }
+    }
+
+    /// Who masters `name`, as `dlm_master_requery_handler` answers (a kernel's recovery asks
+    /// it); a master re-asserts itself to every member as well.
+    fn on_master_requery(&mut self, name: &[u8]) -> i32 {
+        if !self.is_member_state() {
+            return i32::from(DLM_LOCK_RES_OWNER_UNKNOWN);
+        }
+        match self.res.get(name).map(|r| r.owner) {
+            Some(Owner::Me) => {
+                for n in self.members.clone() {
+                    let msg = Msg::AssertMaster {
+                        node_idx: self.node,
+                        flags: DLM_ASSERT_MASTER_REQUERY,
+                        name: name.to_vec(),
+                    };
+                    self.push(n, msg, Ctx::Plain);
+                }
+                i32::from(self.node)
+            }
+            Some(Owner::Node(n)) => i32::from(n),
+            _ => i32::from(DLM_LOCK_RES_OWNER_UNKNOWN),
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Migration: a leaving master (a kernel's `dlm_migrate_lockres`) hands a resource to us.
+
+    /// From the new master, before its ASSERT_MASTER: requests for `name` wait till then.
+    fn on_migrate_request(&mut self, from: u8, master: u8, new_master: u8, name: &[u8]) -> i32 {
+        if !self.is_member_state() {
+            return -libc::EINVAL;
+        }
+        let r = self.res.entry(name.to_vec()).or_insert_with(Res::new);
+        if r.owner == Owner::Me {
+            let what = format!(
+                "node {from} migrates {:?} from node {master} to node {new_master}, but this node masters it",
+                String::from_utf8_lossy(name)
+            );
+            self.violation(what);
+            return -libc::EINVAL;
+        }
+        if r.recovering {
+            // As the kernel: a migration from a node we are recovering cannot be sorted out.
+            return -libc::EINVAL;
+        }
+        let mut st = 0;
+        if r.mastery.take().is_some() {
+            // Our own mastery round is answered by the migration; the new master must count us.
+            r.ref_at_master = true;
+            st = DLM_MIGRATE_RESPONSE_MASTERY_REF;
+        }
+        r.owner = Owner::Node(new_master);
+        r.migrating = Some((master, new_master));
+        st
+    }
+
+    /// A MIG_LOCKRES of a migration (not of recovery): the leaving master's queues for one
+    /// resource, in one or more messages, the last with ALL_DONE.
+    fn on_migration_data(
+        &mut self,
+        from: u8,
+        master: u8,
+        flags: u8,
+        name: &[u8],
+        lvb: Lvb,
+        locks: Vec<MigratableLock>,
+    ) -> i32 {
+        if self.state != DomainState::Joined || !self.members.contains(&from) {
+            return -libc::EINVAL;
+        }
+        let me = self.node;
+        let r = self.res.entry(name.to_vec()).or_insert_with(Res::new);
+        if r.owner == Owner::Me {
+            let what =
+                format!("node {from} migrates {:?} to this node, which masters it", String::from_utf8_lossy(name));
+            self.violation(what);
+            return -libc::EINVAL;
+        }
+        if r.recovering {
+            return -libc::EFAULT;
+        }
+        r.migrating = Some((master, me));
+        let inc = self.incoming.entry(name.to_vec()).or_insert_with(|| IncomingMigration {
+            from,
+            locks: Vec::new(),
+            lvb: ZERO_LVB,
+        });
+        if inc.from != from {
+            *inc = IncomingMigration { from, locks: Vec::new(), lvb: ZERO_LVB };
+        }
+        for l in locks {
+            if !inc.locks.iter().any(|x| x.cookie == l.cookie) {
+                inc.locks.push(l);
+            }
+        }
+        inc.lvb = lvb;
+        if flags & DLM_MRES_ALL_DONE != 0 {
+            self.finish_migration_in(name, master);
+        }
         0
+    }
+
+    /// As `dlm_finish_migration`: take the queues, tell every other member (MIGRATE_REQUEST,
+    /// then ASSERT_MASTER with FINISH_MIGRATION), the old master last, then grant.
+    fn finish_migration_in(&mut self, name: &[u8], old: u8) {
+        let Some(inc) = self.incoming.remove(name) else { return };
+        let me = self.node;
+        let members: Vec<u8> = self.members.iter().copied().collect();
+        let r = self.res.entry(name.to_vec()).or_insert_with(Res::new);
+        r.owner = Owner::Me;
+        r.migrating = None;
+        r.recovering = false;
+        r.mastery = None;
+        r.retry_at = None;
+        r.ref_at_master = false;
+        r.granted.clear();
+        r.converting.clear();
+        r.blocked.clear();
+        for l in &inc.locks {
+            // A resource without locks travels with one placeholder of mode LKM_IVMODE that
+            // only names a node holding a reference: no lock.
+            let Some(mode) = Mode::from_wire(l.type_) else { continue };
+            if (l.node != me && !members.contains(&l.node)) || r.find(l.cookie).is_some() {
+                continue;
+            }
+            let ml = MLock {
+                cookie: l.cookie,
+                node: l.node,
+                mode,
+                convert: None,
+                bast: None,
+                get_lvb: l.flags & DLM_LKSB_GET_LVB != 0,
+                cancelled: false,
+            };
+            match (l.list, Mode::from_wire(l.convert_type)) {
+                (MIG_LIST_CONVERTING, Some(cv)) => r.converting.push(MLock { convert: Some(cv), ..ml }),
+                (MIG_LIST_BLOCKED, _) => r.blocked.push(ml),
+                _ => r.granted.push(ml),
+            }
+        }
+        r.lvb = inc.lvb;
+        self.stats.migrations_in += 1;
+        log::info!(
+            "o2dlm: node {me} masters {:?} of domain {}, migrated from node {old}",
+            String::from_utf8_lossy(name),
+            self.domain
+        );
+        self.remap_sent(name, inc.from, me);
+        let others: Vec<u8> = members.into_iter().filter(|&n| n != old).collect();
+        for &n in &others {
+            let msg = Msg::MigrateRequest { master: old, new_master: me, name: name.to_vec() };
+            self.push(n, msg, Ctx::Plain);
+        }
+        let assert = Msg::AssertMaster { node_idx: me, flags: DLM_ASSERT_MASTER_FINISH_MIGRATION, name: name.to_vec() };
+        for &n in &others {
+            self.push(n, assert.clone(), Ctx::Plain);
+        }
+        self.push(old, assert, Ctx::Plain);
+        self.grant(name);
+        self.submit(name);
     }
 
     // ---------------------------------------------------------------------------------------
@@ -1633,7 +1941,7 @@ impl DlmCore {
             // yet) and holds the queues and LVBs of what it mastered. Every such node, since
             // a round takes over all resources whose master departed.
             for &d in &self.dead {
-                if self.exiting.contains(&d) || self.live.contains(&d) {
+                if self.exiting.contains(&d) || (self.live.contains(&d) && !self.migrated_out.contains(&d)) {
                     waiting.insert(d);
                 }
             }
@@ -1674,7 +1982,7 @@ impl DlmCore {
             None => self.poke_at = Some(self.now + POKE_MS),
             Some(t) if t <= self.now => {
                 self.poke_at = Some(self.now + POKE_MS);
-                self.push(rm, Msg::ExitDomain { node_idx: dead }, Ctx::Plain);
+                self.push(rm, Msg::ExitDomain { node_idx: dead, handover: false }, Ctx::Plain);
             }
             Some(_) => {}
         }
@@ -1818,7 +2126,7 @@ impl DlmCore {
         let unknown: Vec<u8> = self.dead.iter().copied().filter(|d| !set.contains(d)).collect();
         if !unknown.is_empty() {
             for d in unknown {
-                self.push(from, Msg::ExitDomain { node_idx: d }, Ctx::Plain);
+                self.push(from, Msg::ExitDomain { node_idx: d, handover: false }, Ctx::Plain);
             }
             return -libc::EAGAIN;
         }
@@ -1860,6 +2168,9 @@ impl DlmCore {
         lvb: Lvb,
         locks: Vec<MigratableLock>,
     ) -> i32 {
+        if flags & DLM_MRES_RECOVERY == 0 && flags & DLM_MRES_MIGRATION != 0 {
+            return self.on_migration_data(from, dead, flags, name, lvb, locks);
+        }
         let Some(round) = self.round.as_mut() else { return 0 };
         // Data of an earlier round (restarted since) must not mix into this one.
         let current = id == 0 || id == round.id & 0xffff_ffff;
@@ -1900,7 +2211,7 @@ impl DlmCore {
             for &n in &members {
                 self.push(n, Msg::FinalizeReco { node_idx: me, dead_node: d, flags: 0 }, Ctx::Plain);
             }
-            if self.exiting.contains(&d) || self.live.contains(&d) {
+            if self.exiting.contains(&d) || (self.live.contains(&d) && !self.migrated_out.contains(&d)) {
                 for &x in &set {
                     self.push(d, Msg::FinalizeReco { node_idx: me, dead_node: x, flags: 0 }, Ctx::Plain);
                 }
@@ -2029,6 +2340,7 @@ impl DlmCore {
             return;
         }
         self.exiting.remove(&dead);
+        self.migrated_out.remove(&dead);
         self.gen += 1;
         let names: Vec<Vec<u8>> = self.res.keys().cloned().collect();
         for name in &names {
@@ -2199,6 +2511,7 @@ impl DlmCore {
             return -libc::EAGAIN;
         }
         self.gone.remove(&from);
+        self.migrated_out.remove(&from);
         if self.members.insert(from) {
             self.gen += 1;
             log::info!("o2dlm: node {} joins domain {} (seen by node {})", from, self.domain, self.node);
@@ -2216,6 +2529,7 @@ impl DlmCore {
         // An attempt that asserted here but failed elsewhere: it is not a member after all.
         if self.members.remove(&from) {
             self.gen += 1;
+            self.stop_waiting_in_masteries(from);
             if let Some(round) = self.round.as_mut() {
                 round.waiting.remove(&from);
             }
@@ -2229,12 +2543,13 @@ impl DlmCore {
     /// did not start its recovery: a join that died half-way left it in their domain map
     /// only. A round with nothing to collect lets them finish.
     fn on_departure_notice(&mut self, node: u8) -> i32 {
-        if node == self.node || self.state != DomainState::Joined {
+        // A notice about a member is not taken: it may be older than that node's rejoin (it
+        // waited in the sender's queue while the node was recovered and joined again), and a
+        // departure that is real reaches us from heartbeat or from the node itself anyway.
+        if node == self.node || self.state != DomainState::Joined || self.members.contains(&node) {
             return 0;
         }
-        if self.members.contains(&node) {
-            self.depart(node, true);
-        } else if !self.dead.contains(&node) {
+        if !self.dead.contains(&node) {
             self.dead.insert(node);
             self.gen += 1;
             if self.round.is_some() {
@@ -2246,10 +2561,20 @@ impl DlmCore {
         0
     }
 
-    fn on_exit_domain(&mut self, from: u8) -> i32 {
+    fn on_exit_domain(&mut self, from: u8, handover: bool) -> i32 {
+        if let Some(att) = self.join.as_mut() {
+            att.exited.insert(from);
+        }
         if self.members.contains(&from) {
             log::info!("o2dlm: node {} leaves domain {}", from, self.domain);
             self.depart(from, false);
+            if !handover {
+                // A kernel: it migrated what had locks or references before its exit and
+                // takes no part in recovery (its handler would refuse a LOCK_REQUEST about
+                // itself, and a FINALIZE_RECO from a master it did not expect is a BUG there).
+                self.exiting.remove(&from);
+                self.migrated_out.insert(from);
+            }
             self.maybe_start_recovery();
         }
         0
@@ -2363,11 +2688,16 @@ impl DlmCore {
             Msg::AssertJoined { domain, .. } | Msg::CancelJoin { domain, .. } if domain != self.domain.as_bytes() => 0,
             Msg::AssertJoined { .. } => self.on_assert_joined(from),
             Msg::CancelJoin { .. } => self.on_cancel_join(from),
-            Msg::ExitDomain { node_idx } if node_idx != from => self.on_departure_notice(node_idx),
-            Msg::ExitDomain { .. } => self.on_exit_domain(from),
+            Msg::ExitDomain { node_idx, .. } if node_idx != from => self.on_departure_notice(node_idx),
+            Msg::ExitDomain { handover, .. } => self.on_exit_domain(from, handover),
             Msg::BeginExitDomain { .. } => 0,
             Msg::MasterRequest { name, .. } => self.on_master_request(from, &name),
-            Msg::AssertMaster { name, .. } => self.on_assert_master(from, &name),
+            Msg::AssertMaster { flags, name, .. } => self.on_assert_master(from, flags, &name),
+            Msg::MigrateRequest { master, new_master, name } => {
+                self.on_migrate_request(from, master, new_master, &name)
+            }
+            Msg::MasterRequery { name, .. } => self.on_master_requery(&name),
+            Msg::DerefLockresDone { .. } => 0,
             Msg::CreateLock { cookie, flags, requested_type, name, .. } => match Mode::from_wire(requested_type) {
                 Some(m) => self.master_op(from, cookie, &name, OpKind::Create, m, flags, None),
                 None => status::DLM_BADPARAM,
@@ -3050,6 +3380,134 @@ mod tests {
         assert!(c.drain().is_empty(), "no unlock AST");
         assert_eq!(c.mastered_holders(b"res"), Some(vec![(0, k2, Mode::Ex)]));
         assert!(c.violations().is_empty());
+    }
+
+    /// A kernel master leaving the domain: `dlm_migrate_lockres` hands "res" to us, the only
+    /// node with a lock on it, then its EXIT_DOMAIN follows.
+    #[test]
+    fn a_leaving_kernel_master_migrates_its_resource_to_us_with_our_lock_and_the_lvb() {
+        let mut c = kernel_masters_res();
+        let id = c.lock(6, b"res", Mode::Pr, 0).unwrap();
+        sent_one(&mut c, 0, DLM_CREATE_LOCK_MSG);
+        c.reply(7, 0, status::DLM_NORMAL);
+        assert_eq!(c.receive(8, 0, DLM_PROXY_AST_MSG, &kernel_grant(id.0, Some(lvb("v1")))), 0);
+        assert!(matches!(c.drain().as_slice(), [Action::Granted { mode: Mode::Pr, .. }]));
+
+        assert_eq!(c.receive(9, 0, DLM_BEGIN_EXIT_DOMAIN_MSG, &Msg::BeginExitDomain { node_idx: 0 }.encode()), 0);
+        let ours = MigratableLock {
+            cookie: id.0,
+            list: MIG_LIST_GRANTED,
+            flags: DLM_LKSB_GET_LVB,
+            type_: Mode::Pr.to_wire(),
+            convert_type: LKM_IVMODE,
+            highest_blocked: LKM_IVMODE,
+            node: 1,
+        };
+        let mres = Msg::MigLockres {
+            master: 0,
+            flags: DLM_MRES_MIGRATION | DLM_MRES_ALL_DONE,
+            total_locks: 1,
+            mig_cookie: 0,
+            name: b"res".to_vec(),
+            lvb: lvb("v1"),
+            locks: vec![ours],
+        };
+        assert_eq!(c.receive(10, 0, DLM_MIG_LOCKRES_MSG, &mres.encode()), 0);
+        // No other member: the old master alone hears the new master's assert.
+        let Msg::AssertMaster { node_idx: 1, flags, name } = sent_one(&mut c, 0, DLM_ASSERT_MASTER_MSG) else {
+            panic!()
+        };
+        assert_eq!((flags, name.as_slice()), (DLM_ASSERT_MASTER_FINISH_MIGRATION, &b"res"[..]));
+        c.reply(11, 0, 0);
+        assert_eq!(c.mastered_holders(b"res"), Some(vec![(1, id.0, Mode::Pr)]));
+        assert_eq!(c.stats().migrations_in, 1);
+        // Its exit: nothing of what it mastered is left to recover.
+        let exit = Msg::ExitDomain { node_idx: 0, handover: false }.encode();
+        assert_eq!(c.receive(12, 0, DLM_EXIT_DOMAIN_MSG, &exit), 0);
+        c.tick(13);
+        assert_eq!(c.members(), vec![1]);
+        // A kernel takes no part in the recovery of its own exit: nothing goes to it.
+        let sent = c.drain();
+        assert!(!sent.iter().any(|a| matches!(a, Action::Send { .. })), "{sent:?}");
+        assert!(sent.contains(&Action::Recovered { dead: 0, master: 1 }), "{sent:?}");
+        // The LVB came along: an up-convert here, at the new master, reads it.
+        c.convert(14, id, Mode::Ex, 0, None).unwrap();
+        let got = c.drain();
+        assert!(
+            got.iter().any(|a| matches!(a, Action::Granted { mode: Mode::Ex, lvb: l, .. } if *l == lvb("v1"))),
+            "{got:?}"
+        );
+    }
+
+    /// A bystander of a migration from node 0 to node 2: MIGRATE_REQUEST holds its requests
+    /// until node 2 asserts; what node 0 had taken is not sent again.
+    #[test]
+    fn a_bystander_of_a_migration_waits_for_the_new_master_and_does_not_resend_what_the_old_one_took() {
+        let mut net = Net::new(3);
+        net.join_all();
+        // Node 0 masters "res", node 1 holds PR there.
+        let a = net.cores[0].lock(net.now, b"res", Mode::Pr, 0).unwrap();
+        net.settle();
+        let b = net.cores[1].lock(net.now, b"res", Mode::Pr, 0).unwrap();
+        net.settle();
+        assert_eq!(net.cores[1].lock_mode(b), Some(Mode::Pr));
+        let c = &mut net.cores[1];
+        let mr = Msg::MigrateRequest { master: 0, new_master: 2, name: b"res".to_vec() };
+        assert_eq!(c.receive(1000, 2, DLM_MIGRATE_REQUEST_MSG, &mr.encode()), 0);
+        c.convert(1001, b, Mode::Ex, 0, None).unwrap();
+        c.tick(1002);
+        assert!(c.drain().is_empty(), "a request went out during the migration");
+        let am = Msg::AssertMaster { node_idx: 2, flags: DLM_ASSERT_MASTER_FINISH_MIGRATION, name: b"res".to_vec() };
+        // It holds a lock there: it asks the new master to count its reference.
+        assert_eq!(c.receive(1003, 2, DLM_ASSERT_MASTER_MSG, &am.encode()), DLM_ASSERT_RESPONSE_MASTERY_REF);
+        let Msg::ConvertLock { cookie, requested_type, .. } = sent_one(c, 2, DLM_CONVERT_LOCK_MSG) else { panic!() };
+        assert_eq!((cookie, requested_type), (b.0, Mode::Ex.to_wire()));
+        let _ = a;
+    }
+
+    #[test]
+    fn a_master_requery_is_answered_with_the_owner_and_a_master_reasserts() {
+        let mut c = kernel_masters_res();
+        let rq = |name: &[u8]| Msg::MasterRequery { node_idx: 0, name: name.to_vec() }.encode();
+        assert_eq!(c.receive(6, 0, DLM_MASTER_REQUERY_MSG, &rq(b"res")), 0);
+        assert_eq!(c.receive(6, 0, DLM_MASTER_REQUERY_MSG, &rq(b"unknown")), i32::from(DLM_LOCK_RES_OWNER_UNKNOWN));
+        // "mine": the kernel answers NO, so we master it.
+        c.lock(7, b"mine", Mode::Ex, 0).unwrap();
+        sent_one(&mut c, 0, DLM_MASTER_REQUEST_MSG);
+        c.reply(8, 0, DLM_MASTER_RESP_NO);
+        c.drain();
+        c.reply(8, 0, 0);
+        c.drain();
+        assert_eq!(c.receive(9, 0, DLM_MASTER_REQUERY_MSG, &rq(b"mine")), 1);
+        let Msg::AssertMaster { flags, .. } = sent_one(&mut c, 0, DLM_ASSERT_MASTER_MSG) else { panic!() };
+        assert_eq!(flags, DLM_ASSERT_MASTER_REQUERY);
+    }
+
+    /// Leaving, we drop the references a kernel master counts for us (it answered our
+    /// MASTER_REQUEST YES), and only those, before EXIT_DOMAIN.
+    #[test]
+    fn leaving_drops_our_references_at_kernel_masters_before_the_exit() {
+        // "res": the kernel asserted it unasked, so it counts no reference of ours.
+        let mut c = kernel_masters_res();
+        let id = c.lock(6, b"refd", Mode::Pr, 0).unwrap();
+        sent_one(&mut c, 0, DLM_MASTER_REQUEST_MSG);
+        c.reply(7, 0, DLM_MASTER_RESP_YES);
+        sent_one(&mut c, 0, DLM_CREATE_LOCK_MSG);
+        c.reply(8, 0, status::DLM_NORMAL);
+        c.receive(9, 0, DLM_PROXY_AST_MSG, &kernel_grant(id.0, None));
+        c.drain();
+        c.unlock(10, id, None).unwrap();
+        sent_one(&mut c, 0, DLM_UNLOCK_LOCK_MSG);
+        c.reply(11, 0, status::DLM_NORMAL);
+        c.drain();
+        c.leave(12).unwrap();
+        let Msg::DerefLockres { node_idx: 1, name } = sent_one(&mut c, 0, DLM_DEREF_LOCKRES_MSG) else { panic!() };
+        assert_eq!(name, b"refd");
+        c.reply(13, 0, DLM_DEREF_RESPONSE_DONE);
+        sent_one(&mut c, 0, DLM_BEGIN_EXIT_DOMAIN_MSG);
+        c.reply(14, 0, 0);
+        sent_one(&mut c, 0, DLM_EXIT_DOMAIN_MSG);
+        assert_eq!(c.stats().derefs, 1);
     }
 
     #[test]

@@ -477,6 +477,17 @@ impl Dlm {
         self.inner.lock_state().core.members()
     }
 
+    /// Whether this node masters `name` now (it asked first, recovered it, or a leaving
+    /// master migrated it here).
+    pub fn masters(&self, name: &[u8]) -> bool {
+        self.inner.lock_state().core.mastered_holders(name).is_some()
+    }
+
+    /// The core's counters: messages, grants, BASTs, masteries, recoveries, migrations.
+    pub fn stats(&self) -> super::core::Stats {
+        self.inner.lock_state().core.stats().clone()
+    }
+
     /// Calls `f` (on the DLM's AST thread) when another node waits for a mode one of our
     /// locks blocks.
     pub fn set_bast_handler(&self, f: impl Fn(LockId, &[u8], Mode) + Send + Sync + 'static) {

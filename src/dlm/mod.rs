@@ -20,7 +20,7 @@ pub mod driver;
 pub mod sim;
 pub mod wire;
 
-pub use self::core::{Action, DlmCore, DomainState, LockId, Millis};
+pub use self::core::{Action, DlmCore, DomainState, LockId, Millis, Stats};
 pub use self::driver::{Dlm, LockHandle};
 pub use self::wire::{Lvb, Mode, DLM_LOCKID_NAME_MAX, DLM_LVB_LEN};
 

@@ -30,6 +30,7 @@ pub const DLM_FINALIZE_RECO_MSG: u16 = 518;
 pub const DLM_QUERY_REGION_MSG: u16 = 519;
 pub const DLM_QUERY_NODEINFO_MSG: u16 = 520;
 pub const DLM_BEGIN_EXIT_DOMAIN_MSG: u16 = 521;
+pub const DLM_DEREF_LOCKRES_DONE_MSG: u16 = 522;
 
 /// The key of the join and query messages, which are not yet bound to a domain.
 pub const DLM_MOD_KEY: u32 = 0x666c_6172;
@@ -78,7 +79,25 @@ pub const DLM_MASTER_RESP_YES: i32 = 1;
 pub const DLM_MASTER_RESP_MAYBE: i32 = 2;
 pub const DLM_MASTER_RESP_ERROR: i32 = 3;
 
+pub const DLM_ASSERT_MASTER_REQUERY: u32 = 0x2;
+/// Our mark in EXIT_DOMAIN's first pad byte: see [`Msg::ExitDomain`].
+pub const EXIT_HANDOVER: u8 = 0x48;
 pub const DLM_ASSERT_MASTER_FINISH_MIGRATION: u32 = 0x4;
+/// A master's `dlm_assert_master` reply bit: the answerer keeps a lockres for the name, so the
+/// master counts it in its reference map.
+pub const DLM_ASSERT_RESPONSE_MASTERY_REF: i32 = 0x2;
+/// A MIGRATE_REQUEST's reply: the answerer had a mastery round of its own going for the name,
+/// so the new master must count its reference.
+pub const DLM_MIGRATE_RESPONSE_MASTERY_REF: i32 = 0x1;
+/// DEREF_LOCKRES replies: the reference is gone, or it goes later (DEREF_LOCKRES_DONE follows).
+pub const DLM_DEREF_RESPONSE_DONE: i32 = 0;
+pub const DLM_DEREF_RESPONSE_INPROG: i32 = 1;
+/// `res->owner` when nobody is known to master a resource: a MASTER_REQUERY answer.
+pub const DLM_LOCK_RES_OWNER_UNKNOWN: u8 = 255;
+/// The lock-status flags a migratable lock carries in `flags` (dlmapi.h): the request asked to
+/// write (PUT) or read (GET) the LVB.
+pub const DLM_LKSB_PUT_LVB: u8 = 0x02;
+pub const DLM_LKSB_GET_LVB: u8 = 0x04;
 
 // dlm_migratable_lockres flags.
 pub const DLM_MRES_RECOVERY: u8 = 0x01;
@@ -235,6 +254,23 @@ pub enum Msg {
         node_idx: u8,
         name: Vec<u8>,
     },
+    /// A master's follow-up to a DEREF_LOCKRES it answered INPROG: the reference is gone now.
+    DerefLockresDone {
+        node_idx: u8,
+        name: Vec<u8>,
+    },
+    /// From the new master of a migrating resource to every member but the old master: until
+    /// its ASSERT_MASTER (FINISH_MIGRATION) comes, requests for the name wait.
+    MigrateRequest {
+        master: u8,
+        new_master: u8,
+        name: Vec<u8>,
+    },
+    /// Who masters `name`? Answered with the node number in the status, 255 for none known.
+    MasterRequery {
+        node_idx: u8,
+        name: Vec<u8>,
+    },
     MigLockres {
         master: u8,
         flags: u8,
@@ -259,8 +295,13 @@ pub enum Msg {
         node_idx: u8,
         domain: Vec<u8>,
     },
+    /// `handover` is our mark in the first pad byte ([`EXIT_HANDOVER`]), which the kernel
+    /// does not read: the leaver did not migrate what it masters and hands its queues to the
+    /// recovery master when asked (LOCK_REQUEST). A kernel's exit comes after
+    /// `dlm_migrate_all_locks` and without it: nothing is left to ask it for.
     ExitDomain {
         node_idx: u8,
+        handover: bool,
     },
     BeginExitDomain {
         node_idx: u8,
@@ -363,6 +404,9 @@ impl Msg {
             Msg::UnlockLock { .. } => DLM_UNLOCK_LOCK_MSG,
             Msg::ProxyAst { .. } => DLM_PROXY_AST_MSG,
             Msg::DerefLockres { .. } => DLM_DEREF_LOCKRES_MSG,
+            Msg::DerefLockresDone { .. } => DLM_DEREF_LOCKRES_DONE_MSG,
+            Msg::MigrateRequest { .. } => DLM_MIGRATE_REQUEST_MSG,
+            Msg::MasterRequery { .. } => DLM_MASTER_REQUERY_MSG,
             Msg::MigLockres { .. } => DLM_MIG_LOCKRES_MSG,
             Msg::QueryJoin { .. } => DLM_QUERY_JOIN_MSG,
             Msg::AssertJoined { .. } => DLM_ASSERT_JOINED_MSG,
@@ -393,7 +437,12 @@ impl Msg {
     /// The largest payload a handler of this type accepts (what to register with o2net).
     pub fn max_len(msg_type: u16) -> usize {
         match msg_type {
-            DLM_MASTER_REQUEST_MSG | DLM_ASSERT_MASTER_MSG | DLM_DEREF_LOCKRES_MSG => MASTER_REQUEST_LEN,
+            DLM_MASTER_REQUEST_MSG
+            | DLM_ASSERT_MASTER_MSG
+            | DLM_DEREF_LOCKRES_MSG
+            | DLM_DEREF_LOCKRES_DONE_MSG
+            | DLM_MIGRATE_REQUEST_MSG
+            | DLM_MASTER_REQUERY_MSG => MASTER_REQUEST_LEN,
             DLM_CREATE_LOCK_MSG => LOCK_MSG_LEN,
             DLM_CONVERT_LOCK_MSG | DLM_UNLOCK_LOCK_MSG | DLM_PROXY_AST_MSG => LOCK_MSG_LEN + DLM_LVB_LEN,
             DLM_MIG_LOCKRES_MSG => MRES_HEADER_LEN + MIG_LOCK_LEN * DLM_MAX_MIGRATABLE_LOCKS,
@@ -409,7 +458,7 @@ impl Msg {
     }
 
     /// Every message type [`Msg::decode`] understands.
-    pub const TYPES: [u16; 19] = [
+    pub const TYPES: [u16; 22] = [
         DLM_MASTER_REQUEST_MSG,
         DLM_ASSERT_MASTER_MSG,
         DLM_CREATE_LOCK_MSG,
@@ -417,6 +466,9 @@ impl Msg {
         DLM_PROXY_AST_MSG,
         DLM_UNLOCK_LOCK_MSG,
         DLM_DEREF_LOCKRES_MSG,
+        DLM_DEREF_LOCKRES_DONE_MSG,
+        DLM_MIGRATE_REQUEST_MSG,
+        DLM_MASTER_REQUERY_MSG,
         DLM_MIG_LOCKRES_MSG,
         DLM_QUERY_JOIN_MSG,
         DLM_ASSERT_JOINED_MSG,
@@ -493,10 +545,25 @@ impl Msg {
                 }
                 b
             }
-            Msg::DerefLockres { node_idx, name } => {
+            Msg::DerefLockres { node_idx, name } | Msg::DerefLockresDone { node_idx, name } => {
                 let mut b = vec![0; DEREF_LEN];
                 b[6] = *node_idx;
                 b[7] = name.len().min(DLM_LOCKID_NAME_MAX) as u8;
+                put_name(&mut b, 8, name, DLM_LOCKID_NAME_MAX);
+                b
+            }
+            Msg::MigrateRequest { master, new_master, name } => {
+                let mut b = vec![0; MASTER_REQUEST_LEN];
+                b[0] = *master;
+                b[1] = *new_master;
+                b[2] = name.len().min(DLM_LOCKID_NAME_MAX) as u8;
+                put_name(&mut b, 8, name, DLM_LOCKID_NAME_MAX);
+                b
+            }
+            Msg::MasterRequery { node_idx, name } => {
+                let mut b = vec![0; MASTER_REQUEST_LEN];
+                b[2] = *node_idx;
+                b[3] = name.len().min(DLM_LOCKID_NAME_MAX) as u8;
                 put_name(&mut b, 8, name, DLM_LOCKID_NAME_MAX);
                 b
             }
@@ -542,7 +609,8 @@ impl Msg {
                 put_name(&mut b, 4, domain, O2NM_MAX_NAME_LEN);
                 b
             }
-            Msg::ExitDomain { node_idx } | Msg::BeginExitDomain { node_idx } => vec![*node_idx, 0, 0, 0],
+            Msg::ExitDomain { node_idx, handover } => vec![*node_idx, if *handover { EXIT_HANDOVER } else { 0 }, 0, 0],
+            Msg::BeginExitDomain { node_idx } => vec![*node_idx, 0, 0, 0],
             Msg::LockRequest { node_idx, dead_node, round } => {
                 let mut b = vec![*node_idx, *dead_node, 0, 0, 0, 0, 0, 0];
                 put_be32(&mut b, 4, *round);
@@ -652,6 +720,25 @@ impl Msg {
                 FormatError::need(what, b, DEREF_LEN)?;
                 Ok(Msg::DerefLockres { node_idx: b[6], name: name_at(what, b, 8, b[7], DLM_LOCKID_NAME_MAX)? })
             }
+            DLM_DEREF_LOCKRES_DONE_MSG => {
+                let what = "dlm_deref_lockres_done";
+                FormatError::need(what, b, DEREF_LEN)?;
+                Ok(Msg::DerefLockresDone { node_idx: b[6], name: name_at(what, b, 8, b[7], DLM_LOCKID_NAME_MAX)? })
+            }
+            DLM_MIGRATE_REQUEST_MSG => {
+                let what = "dlm_migrate_request";
+                FormatError::need(what, b, MASTER_REQUEST_LEN)?;
+                Ok(Msg::MigrateRequest {
+                    master: b[0],
+                    new_master: b[1],
+                    name: name_at(what, b, 8, b[2], DLM_LOCKID_NAME_MAX)?,
+                })
+            }
+            DLM_MASTER_REQUERY_MSG => {
+                let what = "dlm_master_requery";
+                FormatError::need(what, b, MASTER_REQUEST_LEN)?;
+                Ok(Msg::MasterRequery { node_idx: b[2], name: name_at(what, b, 8, b[3], DLM_LOCKID_NAME_MAX)? })
+            }
             DLM_MIG_LOCKRES_MSG => {
                 let what = "dlm_migratable_lockres";
                 FormatError::need(what, b, MRES_HEADER_LEN)?;
@@ -712,7 +799,7 @@ impl Msg {
             DLM_EXIT_DOMAIN_MSG | DLM_BEGIN_EXIT_DOMAIN_MSG => {
                 FormatError::need("dlm_exit_domain", b, EXIT_DOMAIN_LEN)?;
                 Ok(if msg_type == DLM_EXIT_DOMAIN_MSG {
-                    Msg::ExitDomain { node_idx: b[0] }
+                    Msg::ExitDomain { node_idx: b[0], handover: b[1] == EXIT_HANDOVER }
                 } else {
                     Msg::BeginExitDomain { node_idx: b[0] }
                 })
@@ -839,6 +926,9 @@ mod tests {
                 lvb: Some(lvb),
             },
             Msg::DerefLockres { node_idx: 9, name: name("e") },
+            Msg::DerefLockresDone { node_idx: 9, name: name("e") },
+            Msg::MigrateRequest { master: 3, new_master: 1, name: name("g") },
+            Msg::MasterRequery { node_idx: 2, name: name("h") },
             Msg::MigLockres {
                 master: 1,
                 flags: DLM_MRES_RECOVERY | DLM_MRES_ALL_DONE,
@@ -876,7 +966,8 @@ mod tests {
             },
             Msg::AssertJoined { node_idx: 3, domain: name("dom") },
             Msg::CancelJoin { node_idx: 3, domain: name("dom") },
-            Msg::ExitDomain { node_idx: 4 },
+            Msg::ExitDomain { node_idx: 4, handover: false },
+            Msg::ExitDomain { node_idx: 4, handover: true },
             Msg::BeginExitDomain { node_idx: 4 },
             Msg::LockRequest { node_idx: 1, dead_node: 2, round: 7 },
             Msg::RecoDataDone { node_idx: 1, dead_node: 2, round: 7, reco_lvb: [0; DLM_LVB_LEN] },
@@ -906,6 +997,13 @@ mod tests {
 
     #[test]
     fn offsets_match_the_kernel_structs() {
+        // dlm_migrate_request: master, new_master, namelen, pad, pad2, name at 8.
+        let b = Msg::MigrateRequest { master: 3, new_master: 1, name: name("xy") }.encode();
+        assert_eq!((b.len(), &b[..4], &b[8..10]), (72, &[3u8, 1, 2, 0][..], &b"xy"[..]));
+        // dlm_master_requery: pad, pad, node_idx, namelen, pad3, name at 8.
+        let b = Msg::MasterRequery { node_idx: 2, name: name("xy") }.encode();
+        assert_eq!((b.len(), &b[..4], &b[8..10]), (72, &[0u8, 0, 2, 2][..], &b"xy"[..]));
+
         // A query join is 104 bytes with the domain at 8 and the map at 72, as a kernel sent it.
         let q =
             Msg::QueryJoin { node_idx: 0, dlm_proto: (1, 3), fs_proto: (1, 0), domain: name("AB"), node_map: [0; 32] };
