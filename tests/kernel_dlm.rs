@@ -25,8 +25,10 @@
 //! that resource to our node (MIG_LOCKRES with MIGRATION, our ASSERT_MASTER with
 //! FINISH_MIGRATION) and nothing else (a reference left on "refd" would bring it along too).
 //! Our node, now the master, up-converts and finds the LVB came along; the kernel joins again,
-//! takes a turn at our master (its MASTER_REQUEST, CREATE_LOCK, our grant with the LVB) and
-//! leaves; its release's LVB is what our last EX reads.
+//! takes a turn at our master (its MASTER_REQUEST, CREATE_LOCK, our grant with the LVB). Then
+//! our node leaves while it masters the resource and the kernel keeps its cached lock there:
+//! the resource migrates to the kernel first, and the kernel's next turn, alone, reads the
+//! value it left.
 //!
 //! The guest is driven over a TCP connection it opens to the host (bash's `/dev/tcp`, at
 //! 10.0.2.2, which QEMU maps to the host's loopback): one command a line, one `DONE rc text`
@@ -61,6 +63,8 @@ const RES: &str = "turns";
 const TURNS: u32 = 5;
 /// How long our request waits behind the kernel's EX before it is cancelled.
 const CANCEL_AFTER: Duration = Duration::from_secs(2);
+/// A leave that migrates takes milliseconds; waiting for an answer that never comes would not.
+const LEAVE_LIMIT: Duration = Duration::from_secs(3);
 /// The whole test must end within this (the guest is killed after it).
 const GUEST_LIMIT_SECS: u64 = 280;
 
@@ -386,6 +390,7 @@ fn a_kernel_node_and_ours_share_a_dlm_domain_and_take_turns_holding_ex_with_the_
     let t = Instant::now();
     dlm.leave().expect("our node leaves the domain");
     eprintln!("host: our node left the domain in {:?}", t.elapsed());
+    assert!(t.elapsed() < LEAVE_LIMIT, "our leave took {:?}", t.elapsed());
     control.run(&mut guest, "waitleft 1", Duration::from_secs(60));
 
     // References: the kernel masters "refd" (it took a lock there while we were away, so our
@@ -399,6 +404,7 @@ fn a_kernel_node_and_ours_share_a_dlm_domain_and_take_turns_holding_ex_with_the_
     let t = Instant::now();
     dlm.leave().expect("our node leaves the domain again");
     eprintln!("host: our node left the domain again in {:?}", t.elapsed());
+    assert!(t.elapsed() < LEAVE_LIMIT, "our leave took {:?}", t.elapsed());
     control.run(&mut guest, "waitleft 2", Duration::from_secs(60));
 
     // We join a third time and hold PR on RES, which the kernel masters; then the kernel
@@ -439,19 +445,25 @@ fn a_kernel_node_and_ours_share_a_dlm_domain_and_take_turns_holding_ex_with_the_
     assert_eq!(counter_of(read), Some(expect), "the kernel's turn at our master read [{read}]");
     assert!(read.contains("by=rsnode migrated"), "{read}");
     expect += 1;
+
+    // Our node leaves while it masters RES and the kernel keeps its cached lock there: as
+    // `dlm_migrate_all_locks` does, RES goes to the kernel first (MIG_LOCKRES with MIGRATION,
+    // the kernel's ASSERT_MASTER with FINISH_MIGRATION), then our EXIT_DOMAIN. Had it not, the
+    // kernel's next request would go to a master that is gone.
+    let t = Instant::now();
+    dlm.leave().expect("our node leaves, handing RES to the kernel");
+    let left_in = t.elapsed();
+    eprintln!("host: our node left, migrating RES to the kernel, in {left_in:?}");
+    assert!(left_in < LEAVE_LIMIT, "our leave took {left_in:?}");
+    control.run(&mut guest, "waitleft 3", Duration::from_secs(60));
+    let k = control.run(&mut guest, &format!("turn {}", TURNS + 2), Duration::from_secs(60));
+    let read7 = k.split("read=[").nth(1).and_then(|r| r.split(']').next()).unwrap_or("");
+    assert_eq!(counter_of(read7), Some(expect), "the kernel's turn after our leave read [{read7}]");
+    assert!(read7.contains("by=kernel"), "{read7}");
+    exchange.push(format!(
+        "kernel turn at our master read [{read}]; our leave handed RES to the kernel ({left_in:?}); its next turn read [{read7}]"
+    ));
     control.run(&mut guest, "leave", Duration::from_secs(60));
-    let end = Instant::now() + Duration::from_secs(10);
-    while dlm.members() != vec![OUR_NUM] {
-        assert!(Instant::now() < end, "the kernel's second exit: members {:?}", dlm.members());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let h = dlm.lock_timeout(RES.as_bytes(), Mode::Ex, 0, Some(Duration::from_secs(10))).expect("our last EX");
-    let got = lvb_text(&dlm.lvb(&h));
-    assert_eq!(counter_of(&got), Some(expect), "the kernel's release at our master left [{got}]");
-    assert!(got.contains("by=kernel"), "{got}");
-    exchange.push(format!("kernel turn at our master read [{read}]; its release left [{got}]"));
-    dlm.unlock(h).unwrap();
-    dlm.leave().expect("our node leaves last");
     control.run(&mut guest, "quit", Duration::from_secs(10));
     guest.wait_mark("done", Duration::from_secs(60));
     let (rc, console) = guest.finish();

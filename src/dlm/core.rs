@@ -32,18 +32,16 @@
 //!   answered with MIG_LOCKRES and RECO_DATA_DONE), rebuilds their queues, takes them over and
 //!   announces it with FINALIZE_RECO. Requests on those resources, mastery and joins wait until
 //!   then; a death during recovery starts it over. An LVB nobody can vouch for becomes zero.
-//! - **Leave**: a node without locks first drops the references that masters count for it
-//!   (DEREF_LOCKRES, as `dlm_purge_lockres` does), then sends EXIT_DOMAIN and stops granting;
-//!   the others recover it as if it had died, while the leaver hands its queues and LVBs to the
-//!   recovery master (MIG_LOCKRES with the MIGRATION flag) so that nothing is lost. A kernel
-//!   leaves the other way (`dlm_migrate_all_locks`): each resource with locks or references
-//!   goes to one node (MIG_LOCKRES, MIGRATION only), which becomes its master and tells the
-//!   others (MIGRATE_REQUEST, then ASSERT_MASTER with FINISH_MIGRATION, the old master last);
-//!   this core plays the new master and the bystander of that, and takes no data from a
-//!   kernel's exit. Our own leave does not migrate that way: a death in the middle needs the
-//!   kernel's MASTER_REQUERY arbitration, which this recovery does not do, so a kernel left
-//!   holding locks on a resource our leaving node mastered keeps that node as their master
-//!   after it is gone (the leave logs a warning after waiting for a recovery master).
+//! - **Leave** (as the kernel's `dlm_unregister_domain`): a node without locks drops the
+//!   references masters count for it (DEREF_LOCKRES), announces the leave (BEGIN_EXIT_DOMAIN:
+//!   no migration target any more), then migrates every resource it masters that another
+//!   member has locks on, knows of, or whose LVB holds a value: its queues and LVB go to one
+//!   member (MIG_LOCKRES with MIGRATION, frozen meanwhile: requests get DLM_MIGRATING), which
+//!   tells every other member (MIGRATE_REQUEST, then ASSERT_MASTER with FINISH_MIGRATION),
+//!   the old master last, and opens the resource only then. The leaver drops the reference
+//!   the new master counts for it and, when nothing is left to move, sends EXIT_DOMAIN; the
+//!   others recover what it still mastered (resources nobody knew of) without asking it. A
+//!   kernel leaving does the same, and this core plays its new master or a bystander.
 //!
 //! Where this goes beyond the kernel's use of the same messages (all in fields the kernel
 //! leaves as padding or does not read):
@@ -54,10 +52,11 @@
 //! - a recovery round takes over the resources of every departed node the recovery master
 //!   knows (one BEGIN_RECO each, before LOCK_REQUEST), and a participant that knows of more
 //!   refuses with EAGAIN and names them in an EXIT_DOMAIN whose `node_idx` is not its own;
-//! - our EXIT_DOMAIN carries a mark in its first pad byte (`EXIT_HANDOVER`): this leaver did
-//!   not migrate and waits to be asked for its queues. A kernel's exit has no mark, and the
-//!   kernel is then neither asked (its LOCK_REQUEST handler logs an error for a recovery it
-//!   does not run) nor sent FINALIZE_RECO (which BUGs a kernel that expects another master).
+//! - where the kernel settles a migration that a death interrupted with MASTER_REQUERY, a
+//!   member that masters a resource because of a migration with the departed node (it was
+//!   receiving it, or was handing it to it) claims it in the recovery round: it asserts its
+//!   mastery to every member first, then answers the recovery master with a MIG_LOCKRES that
+//!   names itself as the master (no locks), and the recovery master leaves that resource to it.
 
 use super::wire::*;
 use super::{DlmError, Result};
@@ -71,9 +70,6 @@ const SEND_RETRY_MS: Millis = 100;
 const JOIN_BACKOFF_MS: Millis = 200;
 /// Delay before a mastery round or a lock request is tried again after a MAYBE or a FORWARD.
 const RETRY_MS: Millis = 50;
-/// How long a leaving node waits to hand its resources over before it leaves anyway (their
-/// LVBs are then lost, which recovery reports as invalid).
-const LEAVE_TIMEOUT_MS: Millis = 5000;
 /// How long a node waits for the recovery master to start before reminding it.
 const POKE_MS: Millis = 300;
 
@@ -158,12 +154,46 @@ enum Owner {
 #[derive(Debug, Clone)]
 enum Ctx {
     Plain,
-    Query { attempt: u64 },
-    AssertJoined { attempt: u64 },
-    MasterRequest { name: Vec<u8>, attempt: u64 },
-    LockOp { cookie: u64, cancel: bool },
-    BeginReco { round: u64 },
-    LockRequest { round: u64 },
+    Query {
+        attempt: u64,
+    },
+    AssertJoined {
+        attempt: u64,
+    },
+    MasterRequest {
+        name: Vec<u8>,
+        attempt: u64,
+    },
+    /// `seq`: which of the lock's requests it was (an answer to an earlier one, resent after
+    /// a lost reply, says nothing about the current one).
+    LockOp {
+        cookie: u64,
+        cancel: bool,
+        seq: u64,
+    },
+    BeginReco {
+        round: u64,
+    },
+    LockRequest {
+        round: u64,
+    },
+    /// Our queues of `name` sent to the node we migrate it to.
+    MigrationData {
+        name: Vec<u8>,
+    },
+    /// Our ASSERT_MASTER (FINISH_MIGRATION) as the new master of `name`.
+    MigrationAssert {
+        name: Vec<u8>,
+    },
+    /// Our ASSERT_MASTER of `name` otherwise (mastery won, claimed, or asked for).
+    Assert {
+        name: Vec<u8>,
+    },
+    /// Our DEREF_LOCKRES of `name`.
+    Deref {
+        name: Vec<u8>,
+    },
+    Exit,
 }
 
 #[derive(Debug)]
@@ -225,6 +255,13 @@ struct LocalLock {
     applied: bool,
     lvb: Lvb,
     pending_bast: Option<Mode>,
+    /// The node whose answer to our op (and to our cancel) has not come yet: not sent again
+    /// meanwhile, as its answer says whether it took it (a migrating master answers
+    /// DLM_MIGRATING for what it did not take).
+    op_awaiting: Option<u8>,
+    cancel_awaiting: Option<u8>,
+    /// Bumped by every new request on the lock.
+    op_seq: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -257,6 +294,31 @@ struct Res {
     /// resource over with our locks in it): a kernel master keeps the resource, and would
     /// migrate it to us, until a DEREF_LOCKRES drops it.
     ref_at_master: bool,
+    /// As master: the nodes that asked us for the master and have not dropped their
+    /// reference (the kernel's refmap). Our leave migrates a resource they know of.
+    refs: BTreeSet<u8>,
+    /// As a leaving master: the node our queues are migrating to, until its ASSERT_MASTER.
+    migration_out: Option<u8>,
+    /// As the new master of a migration: requests wait (DLM_MIGRATING) and nothing is granted
+    /// until every other member and then the old master have heard our ASSERT_MASTER.
+    opening: Option<Opening>,
+    /// As master by migration: the node it came from (its data sent again after a lost reply
+    /// is a duplicate).
+    migrated_from: Option<u8>,
+    /// Members that have not answered our last ASSERT_MASTER yet.
+    asserting: BTreeSet<u8>,
+}
+
+/// The new master's wait before it opens a migrated resource (`dlm_finish_migration`).
+#[derive(Debug, Clone)]
+struct Opening {
+    old: u8,
+    /// Members whose answer to our ASSERT_MASTER has not come yet.
+    waiting: BTreeSet<u8>,
+    /// The old master was told (last, so that when it knows, everyone knows).
+    told_old: bool,
+    /// ... and answered, or departed.
+    old_done: bool,
 }
 
 impl Res {
@@ -273,6 +335,11 @@ impl Res {
             local: BTreeSet::new(),
             migrating: None,
             ref_at_master: false,
+            refs: BTreeSet::new(),
+            migration_out: None,
+            opening: None,
+            migrated_from: None,
+            asserting: BTreeSet::new(),
         }
     }
 
@@ -318,8 +385,6 @@ struct Contribution {
     node: u8,
     locks: Vec<MigratableLock>,
     lvb: Lvb,
-    /// The departed master's own copy (MIGRATION flag).
-    master_copy: bool,
 }
 
 #[derive(Debug)]
@@ -333,6 +398,9 @@ struct Round {
     collecting: bool,
     waiting: BTreeSet<u8>,
     data: BTreeMap<Vec<u8>, Vec<Contribution>>,
+    /// Resources a live member says it masters (a migration with a departed node was under
+    /// way), with that member: not taken over (it asserted its mastery as it claimed them).
+    claims: BTreeMap<Vec<u8>, u8>,
 }
 
 /// Counters for tests and status output.
@@ -346,6 +414,8 @@ pub struct Stats {
     pub lvb_invalidated: u64,
     /// Resources another node's clean leave migrated to this node (MIG_LOCKRES, MIGRATION).
     pub migrations_in: u64,
+    /// Resources this node's leave migrated to another.
+    pub migrations_out: u64,
     /// References dropped at masters when leaving (DEREF_LOCKRES).
     pub derefs: u64,
 }
@@ -382,11 +452,10 @@ pub struct DlmCore {
     next_attempt: u64,
     /// Departed members whose resources are not yet recovered (the kernel's recovery map).
     dead: BTreeSet<u8>,
-    /// Members that sent EXIT_DOMAIN and are still reachable to hand over their LVBs.
-    exiting: BTreeSet<u8>,
-    /// Members whose EXIT_DOMAIN came without our handover mark (kernels): never asked for
-    /// data nor sent FINALIZE_RECO, though still alive.
-    migrated_out: BTreeSet<u8>,
+    /// Members that left with EXIT_DOMAIN: they migrated what they mastered first, so their
+    /// recovery asks nothing of them and sends them no FINALIZE_RECO (a kernel would BUG on
+    /// one it did not expect), though they may still be alive.
+    exited: BTreeSet<u8>,
     /// Nodes whose departure was handled, until heartbeat shows them again or they rejoin: a
     /// late heartbeat death must not start a second recovery.
     gone: BTreeSet<u8>,
@@ -399,9 +468,22 @@ pub struct DlmCore {
     /// The departed nodes a recovery master announced (BEGIN_RECO): we report what they
     /// mastered.
     rm_dead: Option<(u8, BTreeSet<u8>)>,
-    leave_deadline: Option<Millis>,
     /// Resources being migrated to us, until their last MIG_LOCKRES (ALL_DONE).
     incoming: BTreeMap<Vec<u8>, IncomingMigration>,
+    /// Resources a migration made ours, by old master: if that node departs before everyone
+    /// knows, its recovery must not take them over (we claim them).
+    migrated_in: BTreeMap<Vec<u8>, u8>,
+    /// Resources we were migrating away when the target departed, by target: we master them
+    /// still and claim them in its recovery.
+    failed_out: BTreeMap<Vec<u8>, u8>,
+    /// Members that announced their leave (BEGIN_EXIT_DOMAIN): no migration target.
+    begun_exit: BTreeSet<u8>,
+    /// Leaving: when to try again the migrations that failed.
+    migrate_retry_at: Option<Millis>,
+    /// Leaving: EXIT_DOMAIN sent; the members whose answer has not come.
+    exit_waiting: Option<BTreeSet<u8>>,
+    /// Leaving: references we dropped whose master has not confirmed it yet.
+    derefs_pending: BTreeSet<(u8, Vec<u8>)>,
     /// The cluster's node numbers, which a joiner's QUERY_NODEINFO must list (None: unchecked).
     cluster_nodes: Option<BTreeSet<u8>>,
     /// The global heartbeat regions, which a joiner's QUERY_REGION must list; None with local
@@ -447,16 +529,20 @@ impl DlmCore {
             next_seq: (incarnation & 0xffff) << 40,
             next_attempt: 1,
             dead: BTreeSet::new(),
-            exiting: BTreeSet::new(),
+            exited: BTreeSet::new(),
             gone: BTreeSet::new(),
             round: None,
             round_retry_at: None,
             poke_at: None,
             reported: None,
             rm_dead: None,
-            leave_deadline: None,
-            migrated_out: BTreeSet::new(),
             incoming: BTreeMap::new(),
+            migrated_in: BTreeMap::new(),
+            failed_out: BTreeMap::new(),
+            begun_exit: BTreeSet::new(),
+            migrate_retry_at: None,
+            exit_waiting: None,
+            derefs_pending: BTreeSet::new(),
             cluster_nodes: None,
             global_regions: None,
             out: Vec::new(),
@@ -579,21 +665,31 @@ impl DlmCore {
             .iter()
             .filter(|(_, r)| r.local.iter().any(|c| self.locks.get(c).is_some_and(|l| l.op != Op::None)))
             .map(|(name, r)| {
+                let ops: Vec<String> = r
+                    .local
+                    .iter()
+                    .filter_map(|c| self.locks.get(c))
+                    .map(|l| format!("{:?} sent {:?} awaiting {:?}", l.op, l.op_sent, l.op_awaiting))
+                    .collect();
                 format!(
-                    "{}: owner {:?} recovering {} retry {:?} mastery {:?}",
+                    "{}: [{}] owner {:?} recovering {} retry {:?} mastery {:?} migrating {:?} out {:?} opening {:?}",
                     String::from_utf8_lossy(name),
+                    ops.join(", "),
                     r.owner,
                     r.recovering,
                     r.retry_at,
-                    r.mastery.as_ref().map(|m| (m.waiting.clone(), m.yes, m.maybe, m.redo, m.gen))
+                    r.mastery.as_ref().map(|m| (m.waiting.clone(), m.yes, m.maybe, m.redo, m.gen)),
+                    r.migrating,
+                    r.migration_out,
+                    r.opening
                 )
             })
             .collect();
         format!(
-            "live {:?} joining {:?} exiting {:?} dead {:?} gen {} round {:?} retry {:?} outq [{}] waiting [{}]",
+            "live {:?} joining {:?} exited {:?} dead {:?} gen {} round {:?} retry {:?} outq [{}] waiting [{}]",
             self.live,
             self.joining_node,
-            self.exiting,
+            self.exited,
             self.dead,
             self.gen,
             self.round.as_ref().map(|r| (r.dead, r.collecting, r.waiting.clone())),
@@ -629,9 +725,7 @@ impl DlmCore {
         at(self.join_retry_at);
         at(self.round_retry_at);
         at(self.poke_at);
-        if self.state == DomainState::Leaving {
-            at(self.leave_deadline);
-        }
+        at(self.migrate_retry_at);
         for p in self.peers.values() {
             if !p.in_flight && !p.queue.is_empty() {
                 at(p.retry_at);
@@ -769,7 +863,6 @@ impl DlmCore {
         if self.joining_node == Some(node) {
             self.joining_node = None;
         }
-        let was_exiting = self.exiting.remove(&node);
         if self.state == DomainState::Joining {
             self.abort_join(true);
         }
@@ -777,7 +870,7 @@ impl DlmCore {
         if self.members.contains(&node) {
             self.depart(node, true);
         } else {
-            if was_exiting || waited_on || self.dead.contains(&node) {
+            if waited_on || self.dead.contains(&node) {
                 // It left (or died) already and its recovery may be waiting for its data.
                 self.restart_round_if_waiting(node);
             }
@@ -785,10 +878,60 @@ impl DlmCore {
             // asked it while it was one; its answer will not come now.
             self.stop_waiting_in_masteries(node);
         }
-        if self.state == DomainState::Leaving && self.members.is_empty() {
-            self.finish_leave();
-        }
+        self.forget_in_migrations(node);
         self.maybe_start_recovery();
+        self.migrate_away();
+    }
+
+    /// Migrations `node` took part in, now that it departed: ours to it failed; one to us
+    /// from it opens without its answer; our references at it and its own are gone.
+    fn forget_in_migrations(&mut self, node: u8) {
+        self.begun_exit.remove(&node);
+        self.derefs_pending.retain(|(n, _)| *n != node);
+        // Its answers will not come: what we sent it goes again to whoever masters it.
+        let mut resend = BTreeSet::new();
+        for l in self.locks.values_mut() {
+            if l.op_awaiting == Some(node) {
+                l.op_awaiting = None;
+                l.op_sent = None;
+                resend.insert(l.name.clone());
+            }
+            if l.cancel_awaiting == Some(node) {
+                l.cancel_awaiting = None;
+                l.cancel_sent = None;
+                resend.insert(l.name.clone());
+            }
+        }
+        for name in resend {
+            self.submit(&name);
+        }
+        if let Some(w) = self.exit_waiting.as_mut() {
+            w.remove(&node);
+        }
+        let failed: Vec<Vec<u8>> =
+            self.res.iter().filter(|(_, r)| r.migration_out == Some(node)).map(|(n, _)| n.clone()).collect();
+        for name in failed {
+            self.migration_failed(&name, node, true);
+        }
+        let opening: Vec<Vec<u8>> = self
+            .res
+            .iter_mut()
+            .filter_map(|(n, r)| {
+                r.refs.remove(&node);
+                r.asserting.remove(&node);
+                let o = r.opening.as_mut()?;
+                o.waiting.remove(&node);
+                if o.old == node {
+                    o.told_old = true;
+                    o.old_done = true;
+                }
+                Some(n.clone())
+            })
+            .collect();
+        for name in opening {
+            self.open_step(&name);
+        }
+        self.maybe_finish_leave();
     }
 
     /// `node` left the domain map, by death (`died`) or by EXIT_DOMAIN.
@@ -800,7 +943,7 @@ impl DlmCore {
         self.dead.insert(node);
         self.gone.insert(node);
         if !died {
-            self.exiting.insert(node);
+            self.exited.insert(node);
         }
         // Mastery rounds waiting on it: they start over anyway (gen changed).
         let names: Vec<Vec<u8>> = self.res.keys().cloned().collect();
@@ -814,7 +957,7 @@ impl DlmCore {
                 }
                 // The new master of a migration died before it asserted: its resource is
                 // recovered like the rest of what it mastered (the owner already names it).
-                if r.migrating.is_some_and(|(_, to)| to == node) {
+                if r.migrating.is_some_and(|(from, to)| to == node || from == node) {
                     r.migrating = None;
                 }
                 match r.owner {
@@ -853,6 +996,7 @@ impl DlmCore {
         if self.round.is_some() {
             self.restart_round_if_waiting(node);
         }
+        self.forget_in_migrations(node);
     }
 
     /// Mastery rounds stop waiting for `node`'s answer; those with no other answer to wait for
@@ -1003,7 +1147,6 @@ impl DlmCore {
             return Err(DlmError::Leaving);
         }
         self.state = DomainState::Leaving;
-        self.leave_deadline = Some(now + LEAVE_TIMEOUT_MS);
         // As `dlm_migrate_all_locks` purges what this node does not master: every master
         // that counts a reference of ours hears it dropped before our exit, or a kernel master
         // would keep the resource for us and later try to migrate it here.
@@ -1016,21 +1159,152 @@ impl DlmCore {
             })
             .collect();
         for (n, name) in derefs {
-            self.stats.derefs += 1;
             if let Some(r) = self.res.get_mut(&name) {
                 r.ref_at_master = false;
             }
-            self.push(n, Msg::DerefLockres { node_idx: self.node, name }, Ctx::Plain);
+            self.deref(n, &name);
         }
-        let members: Vec<u8> = self.members.iter().copied().collect();
-        for &n in &members {
+        for n in self.members.clone() {
             self.push(n, Msg::BeginExitDomain { node_idx: self.node }, Ctx::Plain);
-            self.push(n, Msg::ExitDomain { node_idx: self.node, handover: true }, Ctx::Plain);
         }
-        if members.is_empty() {
+        self.migrate_away();
+        Ok(())
+    }
+
+    /// As `dlm_migrate_all_locks`: every resource we master that another member has locks
+    /// on, knows of (a reference), or whose LVB holds a value goes to one member that stays;
+    /// when none is left to move, EXIT_DOMAIN. Run again when a migration ends or fails.
+    fn migrate_away(&mut self) {
+        if self.state != DomainState::Leaving || self.exit_waiting.is_some() {
+            return;
+        }
+        if self.migrate_retry_at.is_some_and(|t| t > self.now) || !self.dead.is_empty() {
+            // After a failure, or while recovery runs (a failed target's resources are
+            // claimed there first): later.
+            return;
+        }
+        self.migrate_retry_at = None;
+        let me = self.node;
+        let stays: Vec<u8> = self.members.iter().copied().filter(|n| !self.begun_exit.contains(n)).collect();
+        let mut starts: Vec<(Vec<u8>, u8)> = Vec::new();
+        let mut busy = false;
+        for (name, r) in &self.res {
+            if r.owner != Owner::Me {
+                continue;
+            }
+            if r.migration_out.is_some() || r.opening.is_some() || !r.asserting.is_empty() {
+                busy = true;
+                continue;
+            }
+            let holder = [&r.granted, &r.converting, &r.blocked]
+                .into_iter()
+                .flat_map(|q| q.iter())
+                .map(|l| l.node)
+                .find(|n| *n != me && stays.contains(n));
+            let referrer = r.refs.iter().copied().find(|n| stays.contains(n));
+            let target = holder.or(referrer).or_else(|| (r.lvb != ZERO_LVB).then(|| stays.first().copied()).flatten());
+            if let Some(t) = target {
+                starts.push((name.clone(), t));
+            }
+        }
+        for (name, target) in starts {
+            busy = true;
+            self.send_queues(&name, target);
+        }
+        if !busy && self.derefs_pending.is_empty() {
+            let members = self.members.clone();
+            self.exit_waiting = Some(members.clone());
+            for n in members {
+                self.push(n, Msg::ExitDomain { node_idx: me }, Ctx::Exit);
+            }
+            self.maybe_finish_leave();
+        }
+    }
+
+    /// MIG_LOCKRES with MIGRATION, as `dlm_send_one_lockres`: our queues and LVB; a
+    /// resource without locks travels with one placeholder lock (mode LKM_IVMODE).
+    fn send_queues(&mut self, name: &[u8], target: u8) {
+        let me = self.node;
+        let Some(r) = self.res.get_mut(name) else { return };
+        r.migration_out = Some(target);
+        let mut locks = Vec::new();
+        for (list, q) in
+            [(MIG_LIST_GRANTED, &r.granted), (MIG_LIST_CONVERTING, &r.converting), (MIG_LIST_BLOCKED, &r.blocked)]
+        {
+            for l in q {
+                locks.push(MigratableLock {
+                    cookie: l.cookie,
+                    list,
+                    flags: if l.get_lvb { DLM_LKSB_GET_LVB } else { 0 },
+                    type_: l.mode.to_wire(),
+                    convert_type: l.convert.map_or(LKM_IVMODE, Mode::to_wire),
+                    highest_blocked: LKM_IVMODE,
+                    node: l.node,
+                });
+            }
+        }
+        let total = locks.len() as u32;
+        if locks.is_empty() {
+            locks.push(MigratableLock {
+                cookie: 0,
+                list: MIG_LIST_GRANTED,
+                flags: 0,
+                type_: LKM_IVMODE,
+                convert_type: LKM_IVMODE,
+                highest_blocked: LKM_IVMODE,
+                node: me,
+            });
+        }
+        let lvb = r.lvb;
+        let chunks: Vec<Vec<MigratableLock>> = locks.chunks(DLM_MAX_MIGRATABLE_LOCKS).map(|c| c.to_vec()).collect();
+        let n = chunks.len();
+        log::debug!("o2dlm: node {me} migrates {:?} to node {target}", String::from_utf8_lossy(name));
+        for (i, ch) in chunks.into_iter().enumerate() {
+            let msg = Msg::MigLockres {
+                master: me,
+                flags: DLM_MRES_MIGRATION | if i + 1 == n { DLM_MRES_ALL_DONE } else { 0 },
+                total_locks: total,
+                mig_cookie: 0,
+                name: name.to_vec(),
+                lvb,
+                locks: ch,
+            };
+            self.push(target, msg, Ctx::MigrationData { name: name.to_vec() });
+        }
+    }
+
+    /// A migration of ours failed (the target refused or departed): we still master the
+    /// resource and try again later.
+    fn migration_failed(&mut self, name: &[u8], target: u8, departed: bool) {
+        let Some(r) = self.res.get_mut(name) else { return };
+        if r.owner != Owner::Me || r.migration_out != Some(target) {
+            return;
+        }
+        r.migration_out = None;
+        if departed {
+            self.failed_out.insert(name.to_vec(), target);
+        }
+        self.migrate_retry_at = Some(self.now + RETRY_MS);
+    }
+
+    /// DEREF_LOCKRES to `master`; our exit waits for its answer, and when that is INPROG, for
+    /// its DEREF_LOCKRES_DONE (sent to a node that is gone, the kernel logs an error).
+    fn deref(&mut self, master: u8, name: &[u8]) {
+        self.stats.derefs += 1;
+        if self.live.contains(&master) {
+            self.derefs_pending.insert((master, name.to_vec()));
+        }
+        self.push(
+            master,
+            Msg::DerefLockres { node_idx: self.node, name: name.to_vec() },
+            Ctx::Deref { name: name.to_vec() },
+        );
+    }
+
+    fn maybe_finish_leave(&mut self) {
+        if self.exit_waiting.as_ref().is_some_and(|w| w.is_empty()) {
             self.finish_leave();
         }
-        Ok(())
     }
 
     fn finish_leave(&mut self) {
@@ -1041,6 +1315,11 @@ impl DlmCore {
         self.members.clear();
         self.res.clear();
         self.incoming.clear();
+        self.migrated_in.clear();
+        self.failed_out.clear();
+        self.exit_waiting = None;
+        self.derefs_pending.clear();
+        self.migrate_retry_at = None;
         self.dead.clear();
         self.round = None;
         self.out.push(Action::Left);
@@ -1073,6 +1352,9 @@ impl DlmCore {
                 applied: false,
                 lvb: ZERO_LVB,
                 pending_bast: None,
+                op_awaiting: None,
+                cancel_awaiting: None,
+                op_seq: 0,
             },
         );
         self.res.entry(name.to_vec()).or_insert_with(Res::new).local.insert(cookie);
@@ -1092,6 +1374,7 @@ impl DlmCore {
             l.lvb = *v;
         }
         l.op = Op::Convert { mode, noqueue: flags & LKM_NOQUEUE != 0 };
+        l.op_seq += 1;
         l.op_sent = None;
         l.applied = false;
         let name = l.name.clone();
@@ -1110,6 +1393,7 @@ impl DlmCore {
             l.lvb = *v;
         }
         l.op = Op::Unlock;
+        l.op_seq += 1;
         l.op_sent = None;
         l.applied = false;
         let name = l.name.clone();
@@ -1156,7 +1440,7 @@ impl DlmCore {
     fn submit_lock(&mut self, cookie: u64, owner: u8) {
         let Some(l) = self.locks.get_mut(&cookie) else { return };
         let name = l.name.clone();
-        if l.op != Op::None && l.op_sent != Some(owner) {
+        if l.op != Op::None && l.op_sent != Some(owner) && l.op_awaiting.is_none() {
             l.op_sent = Some(owner);
             let (kind, mode, flags, lvb) = match l.op {
                 // As the kernel's dlmlock: a lock at PR or EX asks for the LVB with its grant
@@ -1180,7 +1464,7 @@ impl DlmCore {
             self.send_op(owner, cookie, &name, kind, mode, flags, lvb);
         }
         let Some(l) = self.locks.get_mut(&cookie) else { return };
-        if l.cancel && l.op != Op::None && l.cancel_sent != Some(owner) {
+        if l.cancel && l.op != Op::None && l.cancel_sent != Some(owner) && l.cancel_awaiting.is_none() {
             l.cancel_sent = Some(owner);
             self.send_op(owner, cookie, &name, OpKind::Cancel, Mode::Nl, LKM_CANCEL, None);
         }
@@ -1191,12 +1475,17 @@ impl DlmCore {
         let cancel = kind == OpKind::Cancel;
         if owner == self.node {
             let status = self.master_op(self.node, cookie, name, kind, mode, flags, lvb);
-            self.on_op_status(cookie, cancel, status);
+            self.on_op_status(self.node, cookie, cancel, status);
             return;
         }
-        if !cancel {
-            if let Some(l) = self.locks.get_mut(&cookie) {
+        // (`push` drops what goes to a node that is not live: no answer to wait for.)
+        let answers = self.live.contains(&owner);
+        if let Some(l) = self.locks.get_mut(&cookie) {
+            if cancel {
+                l.cancel_awaiting = answers.then_some(owner);
+            } else {
                 l.applied = true;
+                l.op_awaiting = answers.then_some(owner);
             }
         }
         let name = name.to_vec();
@@ -1209,16 +1498,30 @@ impl DlmCore {
             }
             OpKind::Unlock | OpKind::Cancel => Msg::UnlockLock { cookie, flags, node_idx: self.node, name, lvb },
         };
-        self.push(owner, msg, Ctx::LockOp { cookie, cancel });
+        let seq = self.locks.get(&cookie).map_or(0, |l| l.op_seq);
+        self.push(owner, msg, Ctx::LockOp { cookie, cancel, seq });
     }
 
     /// The master's answer to a lock request of ours.
-    fn on_op_status(&mut self, cookie: u64, cancel: bool, status: i32) {
+    fn on_op_status(&mut self, from: u8, cookie: u64, cancel: bool, status: i32) {
+        let name = self.locks.get(&cookie).map(|l| l.name.clone());
+        self.take_op_status(from, cookie, cancel, status);
+        // A request (or cancel) made while this answer was awaited goes out now.
+        if let Some(name) = name {
+            self.submit(&name);
+        }
+    }
+
+    fn take_op_status(&mut self, from: u8, cookie: u64, cancel: bool, status: i32) {
         if cancel {
+            if let Some(l) = self.locks.get_mut(&cookie) {
+                l.cancel_awaiting = None;
+            }
             self.on_cancel_status(cookie, status);
             return;
         }
         let Some(l) = self.locks.get_mut(&cookie) else { return };
+        l.op_awaiting = None;
         let name = l.name.clone();
         match status {
             status::DLM_NORMAL => {
@@ -1253,12 +1556,17 @@ impl DlmCore {
                     l.applied = false;
                 }
                 let now = self.now;
-                let forget_owner = status == status::DLM_IVLOCKID && matches!(l.op, Op::Create { .. });
+                // DLM_FORWARD: not (or no longer) the master, which a resource that migrated
+                // on, or a stale claim, can leave us believing: ask who is.
+                let forget_owner = (status == status::DLM_IVLOCKID && matches!(l.op, Op::Create { .. }))
+                    || status == status::DLM_FORWARD;
                 if let Some(r) = self.res.get_mut(&name) {
                     r.retry_at = Some(now + RETRY_MS);
                     // A kernel master that purged the resource (it keeps no record of nodes
                     // that never took a reference) knows no such name: find the master again.
-                    if forget_owner && matches!(r.owner, Owner::Node(_)) {
+                    // (Only the answer of the node we take for the master says so: one that
+                    // migrated the resource away answers FORWARD to what was on its way.)
+                    if forget_owner && r.owner == Owner::Node(from) && !r.recovering {
                         r.owner = Owner::Unknown;
                     }
                 }
@@ -1381,11 +1689,13 @@ impl DlmCore {
         lvb: Option<Lvb>,
     ) -> i32 {
         if self.state == DomainState::Leaving {
-            // Our queues went to recovery as they are: refuse what would change them, but
-            // answer a request that came again after it took effect, so that MIGRATING
-            // always means "not applied".
-            let found =
-                self.res.get(name).filter(|r| r.owner == Owner::Me).and_then(|r| r.find(cookie).map(|f| (r, f)));
+            // What we master is frozen until it has migrated: refuse what would change it,
+            // but answer a request that came again after it took effect, so that MIGRATING
+            // always means "not applied". What migrated away already is not ours.
+            let Some(r) = self.res.get(name).filter(|r| r.owner == Owner::Me) else {
+                return status::DLM_FORWARD;
+            };
+            let found = r.find(cookie).map(|f| (r, f));
             let done = match (kind, found) {
                 (OpKind::Unlock, None) | (OpKind::Create, Some(_)) => true,
                 (OpKind::Convert, Some((r, (0, i)))) => r.granted[i].mode == mode,
@@ -1403,6 +1713,10 @@ impl DlmCore {
         let Some(r) = self.res.get_mut(name) else { return status::DLM_FORWARD };
         if r.owner != Owner::Me {
             return if r.recovering { status::DLM_RECOVERING } else { status::DLM_FORWARD };
+        }
+        if r.opening.is_some() {
+            // Migrated here, and not every member knows yet.
+            return status::DLM_MIGRATING;
         }
         let found = r.find(cookie);
         if let (OpKind::Convert, Some((0, i))) = (kind, found) {
@@ -1541,7 +1855,7 @@ impl DlmCore {
                 return;
             }
             let Some(r) = self.res.get_mut(name) else { return };
-            if r.owner != Owner::Me {
+            if r.owner != Owner::Me || r.opening.is_some() {
                 return;
             }
             // Converting locks go first; a new lock waits while any convert waits.
@@ -1647,10 +1961,7 @@ impl DlmCore {
         } else {
             r.owner = Owner::Me;
             self.stats.masteries += 1;
-            for n in self.members.clone() {
-                let msg = Msg::AssertMaster { node_idx: self.node, flags: 0, name: name.to_vec() };
-                self.push(n, msg, Ctx::Plain);
-            }
+            self.assert_mastery(name, 0);
         }
         self.submit(name);
     }
@@ -1665,6 +1976,8 @@ impl DlmCore {
         let me = self.node;
         let Some(r) = self.res.get_mut(name) else { return DLM_MASTER_RESP_NO };
         if r.owner == Owner::Me {
+            // As `dlm_master_request_handler`: the asker now has a reference.
+            r.refs.insert(from);
             return DLM_MASTER_RESP_YES;
         }
         if let Some(m) = r.mastery.as_mut() {
@@ -1681,21 +1994,36 @@ impl DlmCore {
         if !self.is_member_state() || !self.members.contains(&from) {
             return 0;
         }
+        let finish = flags & DLM_ASSERT_MASTER_FINISH_MIGRATION != 0;
         let r = self.res.entry(name.to_vec()).or_insert_with(Res::new);
+        if r.owner == Owner::Me && finish && r.migration_out == Some(from) {
+            // Our migration is done: the new master has the queues, everyone else knows.
+            log::info!("o2dlm: node {} handed {:?} to node {from}", self.node, String::from_utf8_lossy(name));
+            self.stats.migrations_out += 1;
+            r.owner = Owner::Node(from);
+            r.migration_out = None;
+            r.migrated_from = None;
+            r.granted.clear();
+            r.converting.clear();
+            r.blocked.clear();
+            r.refs.clear();
+            self.failed_out.remove(name);
+            // The new master counted us (`dlm_finish_migration` sets the old master's bit in
+            // its refmap); we keep nothing of it, so drop that reference, as the kernel's
+            // purge of the old lockres does, before our EXIT_DOMAIN.
+            self.deref(from, name);
+            self.migrate_away();
+            return 0;
+        }
         if r.owner == Owner::Me {
             let what =
                 format!("node {from} asserts mastery of {:?}, which this node masters", String::from_utf8_lossy(name));
             self.violation(what);
             return -libc::EINVAL;
         }
-        // The end of a migration: what the old master had taken from us is in the queues it
-        // handed over, so it counts as sent to the new master.
-        let finish = flags & DLM_ASSERT_MASTER_FINISH_MIGRATION != 0;
-        let previous = match (r.migrating.take(), r.owner) {
-            (Some((old, _)), _) => Some(old),
-            (None, Owner::Node(old)) if finish && old != from => Some(old),
-            _ => None,
-        };
+        // The end of a migration (or any new master): our requests go to it again, and it
+        // answers those the old master had taken as the duplicates they are.
+        r.migrating = None;
         // As `dlm_assert_master_handler` answers: a node that keeps the resource (here: has
         // locks on it or was looking for its master) asks the master to count its reference.
         let keeps = !r.local.is_empty() || r.mastery.is_some() || r.ref_at_master;
@@ -1704,29 +2032,11 @@ impl DlmCore {
         r.mastery = None;
         r.retry_at = None;
         r.ref_at_master = keeps;
-        if let Some(old) = previous {
-            self.remap_sent(name, old, from);
-        }
         self.submit(name);
         if keeps {
             DLM_ASSERT_RESPONSE_MASTERY_REF
         } else {
             0
-        }
-    }
-
-    /// Our requests on `name` that `old` took count as sent to `new`, which has its queues now.
-    fn remap_sent(&mut self, name: &[u8], old: u8, new: u8) {
-        let Some(r) = self.res.get(name) else { return };
-        for c in &r.local {
-            if let Some(l) = self.locks.get_mut(c) {
-                if l.op_sent == Some(old) {
-                    l.op_sent = Some(new);
-                }
-                if l.cancel_sent == Some(old) {
-                    l.cancel_sent = Some(new);
-                }
-            }
         }
     }
 
@@ -1738,14 +2048,7 @@ impl DlmCore {
         }
         match self.res.get(name).map(|r| r.owner) {
             Some(Owner::Me) => {
-                for n in self.members.clone() {
-                    let msg = Msg::AssertMaster {
-                        node_idx: self.node,
-                        flags: DLM_ASSERT_MASTER_REQUERY,
-                        name: name.to_vec(),
-                    };
-                    self.push(n, msg, Ctx::Plain);
-                }
+                self.assert_mastery(name, DLM_ASSERT_MASTER_REQUERY);
                 i32::from(self.node)
             }
             Some(Owner::Node(n)) => i32::from(n),
@@ -1780,7 +2083,8 @@ impl DlmCore {
             r.ref_at_master = true;
             st = DLM_MIGRATE_RESPONSE_MASTERY_REF;
         }
-        r.owner = Owner::Node(new_master);
+        // The owner stays the old master until the new one asserts: if either departs first,
+        // recovery finds the resource where it was (the new master claims it if it had it).
         r.migrating = Some((master, new_master));
         st
     }
@@ -1801,6 +2105,9 @@ impl DlmCore {
         }
         let me = self.node;
         let r = self.res.entry(name.to_vec()).or_insert_with(Res::new);
+        if r.owner == Owner::Me && r.migrated_from == Some(from) {
+            return 0; // sent again after its answer was lost: we have it
+        }
         if r.owner == Owner::Me {
             let what =
                 format!("node {from} migrates {:?} to this node, which masters it", String::from_utf8_lossy(name));
@@ -1839,6 +2146,7 @@ impl DlmCore {
         let members: Vec<u8> = self.members.iter().copied().collect();
         let r = self.res.entry(name.to_vec()).or_insert_with(Res::new);
         r.owner = Owner::Me;
+        r.migrated_from = Some(inc.from);
         r.migrating = None;
         r.recovering = false;
         r.mastery = None;
@@ -1876,19 +2184,46 @@ impl DlmCore {
             String::from_utf8_lossy(name),
             self.domain
         );
-        self.remap_sent(name, inc.from, me);
-        let others: Vec<u8> = members.into_iter().filter(|&n| n != old).collect();
+        self.migrated_in.insert(name.to_vec(), old);
+        let others: BTreeSet<u8> = members.into_iter().filter(|&n| n != old && self.live.contains(&n)).collect();
+        let old_gone = !self.members.contains(&old);
+        if let Some(r) = self.res.get_mut(name) {
+            r.opening = Some(Opening { old, waiting: others.clone(), told_old: old_gone, old_done: old_gone });
+        }
         for &n in &others {
             let msg = Msg::MigrateRequest { master: old, new_master: me, name: name.to_vec() };
             self.push(n, msg, Ctx::Plain);
+            let assert =
+                Msg::AssertMaster { node_idx: me, flags: DLM_ASSERT_MASTER_FINISH_MIGRATION, name: name.to_vec() };
+            self.push(n, assert, Ctx::MigrationAssert { name: name.to_vec() });
         }
-        let assert = Msg::AssertMaster { node_idx: me, flags: DLM_ASSERT_MASTER_FINISH_MIGRATION, name: name.to_vec() };
-        for &n in &others {
-            self.push(n, assert.clone(), Ctx::Plain);
+        self.open_step(name);
+    }
+
+    /// The new master's progress: once every other member answered its ASSERT_MASTER, the old
+    /// master hears it; once the old master answered (or departed), the resource opens.
+    fn open_step(&mut self, name: &[u8]) {
+        let me = self.node;
+        let Some(r) = self.res.get_mut(name) else { return };
+        let Some(o) = r.opening.as_mut() else { return };
+        if !o.waiting.is_empty() {
+            return;
         }
-        self.push(old, assert, Ctx::Plain);
-        self.grant(name);
-        self.submit(name);
+        if !o.told_old {
+            o.told_old = true;
+            let old = o.old;
+            let assert =
+                Msg::AssertMaster { node_idx: me, flags: DLM_ASSERT_MASTER_FINISH_MIGRATION, name: name.to_vec() };
+            self.push(old, assert, Ctx::MigrationAssert { name: name.to_vec() });
+            return;
+        }
+        if o.old_done {
+            r.opening = None;
+            // Everyone knows now: a departure of the old master concerns it no more.
+            self.migrated_in.remove(name);
+            self.grant(name);
+            self.submit(name);
+        }
     }
 
     // ---------------------------------------------------------------------------------------
@@ -1896,7 +2231,8 @@ impl DlmCore {
 
     /// The recovery master is the lowest live member.
     fn maybe_start_recovery(&mut self) {
-        if self.round.is_some() || self.dead.is_empty() || self.state != DomainState::Joined {
+        // A leaving node is a member until its EXIT_DOMAIN, and may be the one to recover.
+        if self.round.is_some() || self.dead.is_empty() || !self.is_member_state() {
             return;
         }
         if self.round_retry_at.is_some_and(|t| t > self.now) {
@@ -1919,6 +2255,7 @@ impl DlmCore {
             collecting: false,
             waiting: waiting.clone(),
             data: BTreeMap::new(),
+            claims: BTreeMap::new(),
         });
         for n in waiting {
             for &d in &set {
@@ -1941,18 +2278,22 @@ impl DlmCore {
             // yet) and holds the queues and LVBs of what it mastered. Every such node, since
             // a round takes over all resources whose master departed.
             for &d in &self.dead {
-                if self.exiting.contains(&d) || (self.live.contains(&d) && !self.migrated_out.contains(&d)) {
+                if self.live.contains(&d) && !self.exited.contains(&d) {
                     waiting.insert(d);
                 }
             }
-            // Our own locks count like anyone's.
+            // Our own locks count like anyone's, and so do our claims.
             let set = round.set.clone();
             let mine = self.contributions(&set);
+            let claims = self.claims_for(&set);
+            self.assert_claims(&claims);
+            let me = self.node;
             if let Some(round) = self.round.as_mut() {
                 round.waiting = waiting.clone();
                 for (name, c) in mine {
                     round.data.entry(name).or_default().push(c);
                 }
+                round.claims.extend(claims.into_iter().map(|n| (n, me)));
             }
             for n in waiting {
                 let msg = Msg::LockRequest { node_idx: self.node, dead_node: dead, round: id as u32 };
@@ -1967,7 +2308,7 @@ impl DlmCore {
 
     /// Waiting for a recovery that the lowest member does not start: tell it who departed.
     fn poke_recovery_master(&mut self) {
-        if self.state != DomainState::Joined || self.round.is_some() {
+        if !self.is_member_state() || self.round.is_some() {
             self.poke_at = None;
             return;
         }
@@ -1982,7 +2323,7 @@ impl DlmCore {
             None => self.poke_at = Some(self.now + POKE_MS),
             Some(t) if t <= self.now => {
                 self.poke_at = Some(self.now + POKE_MS);
-                self.push(rm, Msg::ExitDomain { node_idx: dead, handover: false }, Ctx::Plain);
+                self.push(rm, Msg::ExitDomain { node_idx: dead }, Ctx::Plain);
             }
             Some(_) => {}
         }
@@ -2040,9 +2381,39 @@ impl DlmCore {
                     node: self.node,
                 });
             }
-            out.push((name.clone(), Contribution { node: self.node, locks, lvb, master_copy: false }));
+            out.push((name.clone(), Contribution { node: self.node, locks, lvb }));
         }
         out
+    }
+
+    /// Resources we master that a migration with one of `set` concerns (the kernel settles
+    /// them with MASTER_REQUERY): some members may take that node for their master.
+    fn claims_for(&self, set: &BTreeSet<u8>) -> Vec<Vec<u8>> {
+        self.migrated_in
+            .iter()
+            .chain(self.failed_out.iter())
+            .filter(|(name, n)| set.contains(n) && self.res.get(*name).is_some_and(|r| r.owner == Owner::Me))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    fn assert_claims(&mut self, names: &[Vec<u8>]) {
+        for name in names {
+            self.assert_mastery(name, 0);
+        }
+    }
+
+    /// ASSERT_MASTER to every member. Until each has answered, the resource does not migrate
+    /// away: a late assert would make that member take us for the master after the new one.
+    fn assert_mastery(&mut self, name: &[u8], flags: u32) {
+        let members: Vec<u8> = self.members.iter().copied().filter(|n| self.live.contains(n)).collect();
+        if let Some(r) = self.res.get_mut(name) {
+            r.asserting.extend(members.iter().copied());
+        }
+        for n in members {
+            let msg = Msg::AssertMaster { node_idx: self.node, flags, name: name.to_vec() };
+            self.push(n, msg, Ctx::Assert { name: name.to_vec() });
+        }
     }
 
     fn contribution_msgs(&self, dead: u8, round: u32, c: &Contribution, name: &[u8], flags: u8) -> Vec<Msg> {
@@ -2068,45 +2439,6 @@ impl DlmCore {
     }
 
     fn on_lock_request(&mut self, from: u8, dead: u8, round: u32) -> i32 {
-        if self.state == DomainState::Leaving {
-            // We are leaving (this round may be for another departed node, but it takes
-            // ours over too): hand over our queues and LVBs.
-            let mut msgs = Vec::new();
-            for (name, r) in &self.res {
-                if r.owner != Owner::Me {
-                    continue;
-                }
-                let mut locks = Vec::new();
-                for (list, q) in [
-                    (MIG_LIST_GRANTED, &r.granted),
-                    (MIG_LIST_CONVERTING, &r.converting),
-                    (MIG_LIST_BLOCKED, &r.blocked),
-                ] {
-                    for l in q {
-                        locks.push(MigratableLock {
-                            cookie: l.cookie,
-                            list,
-                            flags: 0,
-                            type_: l.mode.to_wire(),
-                            convert_type: l.convert.map_or(LKM_IVMODE, Mode::to_wire),
-                            highest_blocked: LKM_IVMODE,
-                            node: l.node,
-                        });
-                    }
-                }
-                let c = Contribution { node: self.node, locks, lvb: r.lvb, master_copy: true };
-                msgs.extend(self.contribution_msgs(dead, round, &c, name, DLM_MRES_RECOVERY | DLM_MRES_MIGRATION));
-            }
-            for m in msgs {
-                self.push(from, m, Ctx::Plain);
-            }
-            self.push(
-                from,
-                Msg::RecoDataDone { node_idx: self.node, dead_node: dead, round, reco_lvb: ZERO_LVB },
-                Ctx::Plain,
-            );
-            return 0;
-        }
         if !self.is_member_state() && self.state != DomainState::Joining {
             return -libc::EINVAL;
         }
@@ -2126,7 +2458,7 @@ impl DlmCore {
         let unknown: Vec<u8> = self.dead.iter().copied().filter(|d| !set.contains(d)).collect();
         if !unknown.is_empty() {
             for d in unknown {
-                self.push(from, Msg::ExitDomain { node_idx: d, handover: false }, Ctx::Plain);
+                self.push(from, Msg::ExitDomain { node_idx: d }, Ctx::Plain);
             }
             return -libc::EAGAIN;
         }
@@ -2134,6 +2466,21 @@ impl DlmCore {
         self.reported = Some((from, contributions.iter().map(|(n, _)| n.clone()).collect()));
         for (name, c) in contributions {
             msgs.extend(self.contribution_msgs(dead, round, &c, &name, DLM_MRES_RECOVERY));
+        }
+        // What we master because of a migration with a departed node: ours, not recovered.
+        // Every member hears it first, so that no one keeps the departed node as its master.
+        let claims = self.claims_for(&set);
+        self.assert_claims(&claims);
+        for name in claims {
+            msgs.push(Msg::MigLockres {
+                master: self.node,
+                flags: DLM_MRES_RECOVERY | DLM_MRES_ALL_DONE,
+                total_locks: 0,
+                mig_cookie: u64::from(round),
+                name,
+                lvb: ZERO_LVB,
+                locks: Vec::new(),
+            });
         }
         for m in msgs {
             self.push(from, m, Ctx::Plain);
@@ -2174,13 +2521,17 @@ impl DlmCore {
         let Some(round) = self.round.as_mut() else { return 0 };
         // Data of an earlier round (restarted since) must not mix into this one.
         let current = id == 0 || id == round.id & 0xffff_ffff;
+        if dead == from && round.collecting && round.waiting.contains(&from) && current {
+            // A claim: the sender masters it (see `claims_for`).
+            round.claims.insert(name.to_vec(), from);
+            return 0;
+        }
         if !round.collecting || !round.set.contains(&dead) || !round.waiting.contains(&from) || !current {
             return 0;
         }
-        let master_copy = flags & DLM_MRES_MIGRATION != 0;
         let list = round.data.entry(name.to_vec()).or_default();
         // A resend replaces what the same node sent before for this resource.
-        if let Some(c) = list.iter_mut().find(|c| c.node == from && c.master_copy == master_copy) {
+        if let Some(c) = list.iter_mut().find(|c| c.node == from) {
             for l in locks {
                 if !c.locks.iter().any(|x| x.cookie == l.cookie) {
                     c.locks.push(l);
@@ -2188,7 +2539,7 @@ impl DlmCore {
             }
             c.lvb = lvb;
         } else {
-            list.push(Contribution { node: from, locks, lvb, master_copy });
+            list.push(Contribution { node: from, locks, lvb });
         }
         0
     }
@@ -2211,41 +2562,38 @@ impl DlmCore {
             for &n in &members {
                 self.push(n, Msg::FinalizeReco { node_idx: me, dead_node: d, flags: 0 }, Ctx::Plain);
             }
-            if self.exiting.contains(&d) || (self.live.contains(&d) && !self.migrated_out.contains(&d)) {
+            if self.live.contains(&d) && !self.exited.contains(&d) {
                 for &x in &set {
                     self.push(d, Msg::FinalizeReco { node_idx: me, dead_node: x, flags: 0 }, Ctx::Plain);
                 }
             }
         }
         let mut names = Vec::new();
-        for (name, mut contribs) in round.data {
-            // The departed master's own queues (a clean leave) are the best record of what it
-            // applied; owners add only requests it never saw.
-            contribs.sort_by_key(|c| !c.master_copy);
-            let has_master = contribs.first().is_some_and(|c| c.master_copy);
+        for (name, &claimer) in &round.claims {
+            // Claimed: it stays with the member that masters it (which asserted that already).
+            let r = self.res.entry(name.clone()).or_insert_with(Res::new);
+            if claimer != me && r.owner != Owner::Me {
+                r.owner = Owner::Node(claimer);
+                r.recovering = false;
+            }
+        }
+        for (name, contribs) in round.data {
+            if round.claims.contains_key(&name) {
+                continue;
+            }
             let mut lvb: Option<Lvb> = None;
-            let mut master_copy: Option<Lvb> = None;
             let mut pr_copy: Option<Lvb> = None;
             let mut seen = BTreeSet::new();
             let mut locks = Vec::new();
             for c in &contribs {
-                if c.master_copy {
-                    master_copy = Some(c.lvb);
-                } else {
-                    let holds_ex = c
-                        .locks
-                        .iter()
-                        .any(|l| l.list != MIG_LIST_BLOCKED && Mode::from_wire(l.type_) == Some(Mode::Ex));
-                    if holds_ex {
-                        lvb = Some(c.lvb);
-                    } else if c.lvb != ZERO_LVB && pr_copy.is_none() {
-                        pr_copy = Some(c.lvb);
-                    }
+                let holds_ex =
+                    c.locks.iter().any(|l| l.list != MIG_LIST_BLOCKED && Mode::from_wire(l.type_) == Some(Mode::Ex));
+                if holds_ex {
+                    lvb = Some(c.lvb);
+                } else if c.lvb != ZERO_LVB && pr_copy.is_none() {
+                    pr_copy = Some(c.lvb);
                 }
                 for l in &c.locks {
-                    if has_master && !c.master_copy && l.list != MIG_LIST_BLOCKED {
-                        continue;
-                    }
                     let live = l.node == me || self.members.contains(&l.node);
                     if !live || set.contains(&l.node) || !seen.insert(l.cookie) {
                         continue;
@@ -2287,7 +2635,7 @@ impl DlmCore {
                 }
             }
             // Already ours: our value is newer than any departed master's copy.
-            let chosen = if had_master { lvb.or(Some(r.lvb)) } else { lvb.or(master_copy).or(pr_copy) };
+            let chosen = if had_master { lvb.or(Some(r.lvb)) } else { lvb.or(pr_copy) };
             if chosen.is_none() && r.lvb != ZERO_LVB {
                 self.stats.lvb_invalidated += 1;
             }
@@ -2327,20 +2675,22 @@ impl DlmCore {
         };
         for name in &reported {
             if let Some(r) = self.res.get_mut(name) {
-                if r.owner != Owner::Me {
+                // Not one whose master asserted itself since (a claim).
+                if r.owner != Owner::Me && r.recovering {
                     r.owner = new_owner;
                     r.recovering = false;
                 }
             }
         }
+        self.migrated_in.retain(|_, n| *n != dead);
+        self.failed_out.retain(|_, n| *n != dead);
         if let Some((_, set)) = self.rm_dead.as_mut() {
             set.remove(&dead);
         }
         if !self.dead.remove(&dead) {
             return;
         }
-        self.exiting.remove(&dead);
-        self.migrated_out.remove(&dead);
+        self.exited.remove(&dead);
         self.gen += 1;
         let names: Vec<Vec<u8>> = self.res.keys().cloned().collect();
         for name in &names {
@@ -2358,6 +2708,7 @@ impl DlmCore {
             }
         }
         self.maybe_start_recovery();
+        self.migrate_away();
     }
 
     fn on_begin_reco(&mut self, from: u8, dead: u8) -> i32 {
@@ -2425,7 +2776,7 @@ impl DlmCore {
         }
         if !self.members.contains(&from) {
             // A new life of a node we may still recover: its old one will send nothing more.
-            self.exiting.remove(&from);
+            self.exited.remove(&from);
             if let Some(round) = self.round.as_mut() {
                 round.waiting.remove(&from);
             }
@@ -2511,7 +2862,8 @@ impl DlmCore {
             return -libc::EAGAIN;
         }
         self.gone.remove(&from);
-        self.migrated_out.remove(&from);
+        self.exited.remove(&from);
+        self.begun_exit.remove(&from);
         if self.members.insert(from) {
             self.gen += 1;
             log::info!("o2dlm: node {} joins domain {} (seen by node {})", from, self.domain, self.node);
@@ -2546,7 +2898,7 @@ impl DlmCore {
         // A notice about a member is not taken: it may be older than that node's rejoin (it
         // waited in the sender's queue while the node was recovered and joined again), and a
         // departure that is real reaches us from heartbeat or from the node itself anyway.
-        if node == self.node || self.state != DomainState::Joined || self.members.contains(&node) {
+        if node == self.node || !self.is_member_state() || self.members.contains(&node) {
             return 0;
         }
         if !self.dead.contains(&node) {
@@ -2561,20 +2913,15 @@ impl DlmCore {
         0
     }
 
-    fn on_exit_domain(&mut self, from: u8, handover: bool) -> i32 {
+    fn on_exit_domain(&mut self, from: u8) -> i32 {
         if let Some(att) = self.join.as_mut() {
             att.exited.insert(from);
         }
         if self.members.contains(&from) {
             log::info!("o2dlm: node {} leaves domain {}", from, self.domain);
+            // It migrated what had locks, references or a value before its exit (as the
+            // kernel's `dlm_migrate_all_locks`); the rest is recovered without asking it.
             self.depart(from, false);
-            if !handover {
-                // A kernel: it migrated what had locks or references before its exit and
-                // takes no part in recovery (its handler would refuse a LOCK_REQUEST about
-                // itself, and a FINALIZE_RECO from a master it did not expect is a BUG there).
-                self.exiting.remove(&from);
-                self.migrated_out.insert(from);
-            }
             self.maybe_start_recovery();
         }
         0
@@ -2635,7 +2982,55 @@ impl DlmCore {
                 }
                 self.conclude_mastery(&name);
             }
-            Ctx::LockOp { cookie, cancel } => self.on_op_status(cookie, cancel, status),
+            Ctx::LockOp { cookie, cancel, seq } => {
+                let current = self.locks.get_mut(&cookie).is_some_and(|l| {
+                    if cancel {
+                        l.cancel_awaiting = None;
+                    } else {
+                        l.op_awaiting = None;
+                    }
+                    l.op_seq == seq
+                });
+                if current {
+                    self.on_op_status(from, cookie, cancel, status);
+                } else if let Some(name) = self.locks.get(&cookie).map(|l| l.name.clone()) {
+                    // The answer to an earlier request: the current one may go out now.
+                    self.submit(&name);
+                }
+            }
+            Ctx::MigrationData { name } => {
+                if status != 0 {
+                    self.migration_failed(&name, from, false);
+                }
+            }
+            Ctx::MigrationAssert { name } => {
+                if let Some(o) = self.res.get_mut(&name).and_then(|r| r.opening.as_mut()) {
+                    if from == o.old && o.told_old {
+                        o.old_done = true;
+                    } else {
+                        o.waiting.remove(&from);
+                    }
+                }
+                self.open_step(&name);
+            }
+            Ctx::Deref { name } => {
+                if status != DLM_DEREF_RESPONSE_INPROG {
+                    self.derefs_pending.remove(&(from, name));
+                    self.migrate_away();
+                }
+            }
+            Ctx::Assert { name } => {
+                if let Some(r) = self.res.get_mut(&name) {
+                    r.asserting.remove(&from);
+                }
+                self.migrate_away();
+            }
+            Ctx::Exit => {
+                if let Some(w) = self.exit_waiting.as_mut() {
+                    w.remove(&from);
+                }
+                self.maybe_finish_leave();
+            }
             Ctx::BeginReco { round } => {
                 let Some(r) = self.round.as_mut() else { return };
                 if r.id != round || r.collecting {
@@ -2689,15 +3084,23 @@ impl DlmCore {
             Msg::AssertJoined { .. } => self.on_assert_joined(from),
             Msg::CancelJoin { .. } => self.on_cancel_join(from),
             Msg::ExitDomain { node_idx, .. } if node_idx != from => self.on_departure_notice(node_idx),
-            Msg::ExitDomain { handover, .. } => self.on_exit_domain(from, handover),
-            Msg::BeginExitDomain { .. } => 0,
+            Msg::ExitDomain { .. } => self.on_exit_domain(from),
+            Msg::BeginExitDomain { .. } => {
+                // As the kernel's exit_domain_map: it is leaving, no migration target.
+                self.begun_exit.insert(from);
+                0
+            }
             Msg::MasterRequest { name, .. } => self.on_master_request(from, &name),
             Msg::AssertMaster { flags, name, .. } => self.on_assert_master(from, flags, &name),
             Msg::MigrateRequest { master, new_master, name } => {
                 self.on_migrate_request(from, master, new_master, &name)
             }
             Msg::MasterRequery { name, .. } => self.on_master_requery(&name),
-            Msg::DerefLockresDone { .. } => 0,
+            Msg::DerefLockresDone { name, .. } => {
+                self.derefs_pending.remove(&(from, name));
+                self.migrate_away();
+                0
+            }
             Msg::CreateLock { cookie, flags, requested_type, name, .. } => match Mode::from_wire(requested_type) {
                 Some(m) => self.master_op(from, cookie, &name, OpKind::Create, m, flags, None),
                 None => status::DLM_BADPARAM,
@@ -2736,7 +3139,12 @@ impl DlmCore {
             }
             Msg::QueryRegion { domain, regions, .. } => self.on_query_region(from, &domain, &regions),
             Msg::QueryNodeinfo { domain, nodes, .. } => self.on_query_nodeinfo(from, &domain, &nodes),
-            Msg::DerefLockres { .. } => 0,
+            Msg::DerefLockres { node_idx, name } => {
+                if let Some(r) = self.res.get_mut(&name) {
+                    r.refs.remove(&node_idx);
+                }
+                DLM_DEREF_RESPONSE_DONE
+            }
             Msg::MigLockres { master, flags, mig_cookie, name, lvb, locks, .. } => {
                 self.on_mig_lockres(from, master, mig_cookie, flags, &name, lvb, locks)
             }
@@ -2766,18 +3174,8 @@ impl DlmCore {
         }
         self.maybe_start_recovery();
         self.poke_recovery_master();
-        if self.state == DomainState::Leaving && self.leave_deadline.is_some_and(|t| t <= now) {
-            if self.res.values().any(|r| r.owner == Owner::Me) {
-                log::warn!(
-                    "o2dlm: node {} leaves domain {} before its resources were taken over",
-                    self.node,
-                    self.domain
-                );
-            } else {
-                // Nothing to hand over; a kernel member recovers a leaver without asking it.
-                log::info!("o2dlm: node {} leaves domain {} (it mastered nothing)", self.node, self.domain);
-            }
-            self.finish_leave();
+        if self.migrate_retry_at.is_some_and(|t| t <= now) {
+            self.migrate_away();
         }
         let due: Vec<u8> = self
             .peers
@@ -3422,7 +3820,7 @@ mod tests {
         assert_eq!(c.mastered_holders(b"res"), Some(vec![(1, id.0, Mode::Pr)]));
         assert_eq!(c.stats().migrations_in, 1);
         // Its exit: nothing of what it mastered is left to recover.
-        let exit = Msg::ExitDomain { node_idx: 0, handover: false }.encode();
+        let exit = Msg::ExitDomain { node_idx: 0 }.encode();
         assert_eq!(c.receive(12, 0, DLM_EXIT_DOMAIN_MSG, &exit), 0);
         c.tick(13);
         assert_eq!(c.members(), vec![1]);
@@ -3439,10 +3837,64 @@ mod tests {
         );
     }
 
-    /// A bystander of a migration from node 0 to node 2: MIGRATE_REQUEST holds its requests
-    /// until node 2 asserts; what node 0 had taken is not sent again.
+    /// Our leave beside a kernel that holds a lock on a resource we master: the queues and LVB
+    /// go to the kernel (`dlm_migrate_lockres` on its receiving side), and EXIT_DOMAIN only
+    /// after the kernel asserted itself as the new master.
     #[test]
-    fn a_bystander_of_a_migration_waits_for_the_new_master_and_does_not_resend_what_the_old_one_took() {
+    fn leaving_we_migrate_what_we_master_to_a_node_with_a_lock_before_we_exit() {
+        let mut c = beside_a_kernel();
+        // We master "mine" (the kernel says NO) and release an EX there with an LVB.
+        let id = c.lock(5, b"mine", Mode::Ex, 0).unwrap();
+        sent_one(&mut c, 0, DLM_MASTER_REQUEST_MSG);
+        c.reply(6, 0, DLM_MASTER_RESP_NO);
+        let got = c.drain();
+        assert!(got.iter().any(|a| matches!(a, Action::Granted { .. })), "{got:?}");
+        c.reply(6, 0, 0); // the kernel's answer to our ASSERT_MASTER
+        c.unlock(7, id, Some(&lvb("mine-v1"))).unwrap();
+        c.drain();
+        // The kernel takes PR there (it asks the LVB).
+        let create = Msg::CreateLock {
+            cookie: 0x77,
+            flags: LKM_GET_LVB | LKM_VALBLK,
+            node_idx: 0,
+            requested_type: Mode::Pr.to_wire(),
+            name: b"mine".to_vec(),
+        };
+        assert_eq!(c.receive(8, 0, DLM_CREATE_LOCK_MSG, &create.encode()), status::DLM_NORMAL);
+        sent_one(&mut c, 0, DLM_PROXY_AST_MSG);
+        c.reply(9, 0, 0);
+        assert_eq!(c.mastered_holders(b"mine"), Some(vec![(0, 0x77, Mode::Pr)]));
+
+        c.leave(10).unwrap();
+        sent_one(&mut c, 0, DLM_BEGIN_EXIT_DOMAIN_MSG);
+        c.reply(11, 0, 0);
+        let Msg::MigLockres { master: 1, flags, name, lvb: l, locks, .. } = sent_one(&mut c, 0, DLM_MIG_LOCKRES_MSG)
+        else {
+            panic!()
+        };
+        assert_eq!((flags, name.as_slice(), l), (DLM_MRES_MIGRATION | DLM_MRES_ALL_DONE, &b"mine"[..], lvb("mine-v1")));
+        assert_eq!(locks.len(), 1);
+        assert_eq!((locks[0].cookie, locks[0].node, locks[0].list), (0x77, 0, MIG_LIST_GRANTED));
+        c.reply(12, 0, 0);
+        // No exit until the kernel asserts itself.
+        c.tick(13);
+        assert!(c.drain().is_empty());
+        let am = Msg::AssertMaster { node_idx: 0, flags: DLM_ASSERT_MASTER_FINISH_MIGRATION, name: b"mine".to_vec() };
+        assert_eq!(c.receive(14, 0, DLM_ASSERT_MASTER_MSG, &am.encode()), 0);
+        // The reference the new master counts for us (as the old master) is dropped first.
+        let Msg::DerefLockres { node_idx: 1, name } = sent_one(&mut c, 0, DLM_DEREF_LOCKRES_MSG) else { panic!() };
+        assert_eq!(name, b"mine");
+        c.reply(14, 0, DLM_DEREF_RESPONSE_DONE);
+        let Msg::ExitDomain { node_idx: 1 } = sent_one(&mut c, 0, DLM_EXIT_DOMAIN_MSG) else { panic!() };
+        c.reply(15, 0, 0);
+        assert_eq!(c.drain(), vec![Action::Left]);
+        assert_eq!(c.stats().migrations_out, 1);
+    }
+
+    /// A bystander of a migration from node 0 to node 2: MIGRATE_REQUEST holds its requests
+    /// until node 2 asserts, then they go to node 2.
+    #[test]
+    fn a_bystander_of_a_migration_waits_for_the_new_masters_assert_before_it_sends() {
         let mut net = Net::new(3);
         net.join_all();
         // Node 0 masters "res", node 1 holds PR there.

@@ -80,8 +80,6 @@ pub const DLM_MASTER_RESP_MAYBE: i32 = 2;
 pub const DLM_MASTER_RESP_ERROR: i32 = 3;
 
 pub const DLM_ASSERT_MASTER_REQUERY: u32 = 0x2;
-/// Our mark in EXIT_DOMAIN's first pad byte: see [`Msg::ExitDomain`].
-pub const EXIT_HANDOVER: u8 = 0x48;
 pub const DLM_ASSERT_MASTER_FINISH_MIGRATION: u32 = 0x4;
 /// A master's `dlm_assert_master` reply bit: the answerer keeps a lockres for the name, so the
 /// master counts it in its reference map.
@@ -295,13 +293,8 @@ pub enum Msg {
         node_idx: u8,
         domain: Vec<u8>,
     },
-    /// `handover` is our mark in the first pad byte ([`EXIT_HANDOVER`]), which the kernel
-    /// does not read: the leaver did not migrate what it masters and hands its queues to the
-    /// recovery master when asked (LOCK_REQUEST). A kernel's exit comes after
-    /// `dlm_migrate_all_locks` and without it: nothing is left to ask it for.
     ExitDomain {
         node_idx: u8,
-        handover: bool,
     },
     BeginExitDomain {
         node_idx: u8,
@@ -609,8 +602,7 @@ impl Msg {
                 put_name(&mut b, 4, domain, O2NM_MAX_NAME_LEN);
                 b
             }
-            Msg::ExitDomain { node_idx, handover } => vec![*node_idx, if *handover { EXIT_HANDOVER } else { 0 }, 0, 0],
-            Msg::BeginExitDomain { node_idx } => vec![*node_idx, 0, 0, 0],
+            Msg::ExitDomain { node_idx } | Msg::BeginExitDomain { node_idx } => vec![*node_idx, 0, 0, 0],
             Msg::LockRequest { node_idx, dead_node, round } => {
                 let mut b = vec![*node_idx, *dead_node, 0, 0, 0, 0, 0, 0];
                 put_be32(&mut b, 4, *round);
@@ -799,7 +791,7 @@ impl Msg {
             DLM_EXIT_DOMAIN_MSG | DLM_BEGIN_EXIT_DOMAIN_MSG => {
                 FormatError::need("dlm_exit_domain", b, EXIT_DOMAIN_LEN)?;
                 Ok(if msg_type == DLM_EXIT_DOMAIN_MSG {
-                    Msg::ExitDomain { node_idx: b[0], handover: b[1] == EXIT_HANDOVER }
+                    Msg::ExitDomain { node_idx: b[0] }
                 } else {
                     Msg::BeginExitDomain { node_idx: b[0] }
                 })
@@ -966,8 +958,7 @@ mod tests {
             },
             Msg::AssertJoined { node_idx: 3, domain: name("dom") },
             Msg::CancelJoin { node_idx: 3, domain: name("dom") },
-            Msg::ExitDomain { node_idx: 4, handover: false },
-            Msg::ExitDomain { node_idx: 4, handover: true },
+            Msg::ExitDomain { node_idx: 4 },
             Msg::BeginExitDomain { node_idx: 4 },
             Msg::LockRequest { node_idx: 1, dead_node: 2, round: 7 },
             Msg::RecoDataDone { node_idx: 1, dead_node: 2, round: 7, reco_lvb: [0; DLM_LVB_LEN] },
