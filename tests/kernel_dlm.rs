@@ -227,6 +227,13 @@ fn lvb_text(lvb: &[u8; DLM_LVB_LEN]) -> String {
     String::from_utf8_lossy(lvb).trim_end_matches(['\0', ' ']).to_string()
 }
 
+/// An LVB holding `text`, padded with spaces as the guest's `printf '%-64s'` pads its own.
+fn lvb_of(text: &str) -> [u8; DLM_LVB_LEN] {
+    let mut lvb = [b' '; DLM_LVB_LEN];
+    lvb[..text.len()].copy_from_slice(text.as_bytes());
+    lvb
+}
+
 fn counter_of(text: &str) -> Option<u32> {
     text.strip_prefix("counter=")?.split(' ').next()?.parse().ok()
 }
@@ -357,10 +364,7 @@ fn a_kernel_node_and_ours_share_a_dlm_domain_and_take_turns_holding_ex_with_the_
         assert_eq!(counter_of(&got), Some(expect), "turn {n}: our node read [{got}], not the kernel's value");
         assert!(got.contains("by=kernel"), "turn {n}: our node read [{got}]");
         expect += 1;
-        let mut lvb = [b' '; DLM_LVB_LEN];
-        let text = format!("counter={expect} by=rsnode turn={n}");
-        lvb[..text.len()].copy_from_slice(text.as_bytes());
-        dlm.set_lvb(&h, &lvb).unwrap();
+        dlm.set_lvb(&h, &lvb_of(&format!("counter={expect} by=rsnode turn={n}"))).unwrap();
         dlm.unlock(h).expect("our unlock");
         let o_ms = t.elapsed().as_millis();
         let line = format!(
@@ -431,10 +435,7 @@ fn a_kernel_node_and_ours_share_a_dlm_domain_and_take_turns_holding_ex_with_the_
     let got = lvb_text(&dlm.lvb(&h));
     assert_eq!(counter_of(&got), Some(expect), "after the migration our EX read [{got}]");
     expect += 1;
-    let mut lvb = [b' '; DLM_LVB_LEN];
-    let text = format!("counter={expect} by=rsnode migrated");
-    lvb[..text.len()].copy_from_slice(text.as_bytes());
-    dlm.set_lvb(&h, &lvb).unwrap();
+    dlm.set_lvb(&h, &lvb_of(&format!("counter={expect} by=rsnode migrated"))).unwrap();
     dlm.unlock(h).expect("our unlock at the new master");
     exchange.push(format!("migration: RES mastered by our node, EX read [{got}] wrote counter={expect}"));
 

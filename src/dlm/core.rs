@@ -495,6 +495,38 @@ pub struct DlmCore {
     rand: u64,
 }
 
+/// MIG_LOCKRES messages for one resource, as `dlm_send_one_lockres` sends them: at most 240
+/// locks each, ALL_DONE on the last; `total` counts the real locks (a lock-less resource's
+/// placeholder is not one).
+fn mig_lockres_msgs(
+    master: u8,
+    cookie: u64,
+    name: &[u8],
+    lvb: Lvb,
+    locks: &[MigratableLock],
+    total: u32,
+    flags: u8,
+) -> Vec<Msg> {
+    let mut chunks: Vec<&[MigratableLock]> = locks.chunks(DLM_MAX_MIGRATABLE_LOCKS).collect();
+    if chunks.is_empty() {
+        chunks.push(&[]);
+    }
+    let n = chunks.len();
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, ch)| Msg::MigLockres {
+            master,
+            flags: flags | if i + 1 == n { DLM_MRES_ALL_DONE } else { 0 },
+            total_locks: total,
+            mig_cookie: cookie,
+            name: name.to_vec(),
+            lvb,
+            locks: ch.to_vec(),
+        })
+        .collect()
+}
+
 fn check_name(name: &[u8]) -> Result<()> {
     if name.is_empty() || name.len() > DLM_LOCKID_NAME_MAX {
         return Err(DlmError::BadName(name.len()));
@@ -877,15 +909,16 @@ impl DlmCore {
             // Not a member (any more: its join was cancelled), yet a mastery round may have
             // asked it while it was one; its answer will not come now.
             self.stop_waiting_in_masteries(node);
+            self.forget_departed(node);
         }
-        self.forget_in_migrations(node);
         self.maybe_start_recovery();
         self.migrate_away();
     }
 
-    /// Migrations `node` took part in, now that it departed: ours to it failed; one to us
-    /// from it opens without its answer; our references at it and its own are gone.
-    fn forget_in_migrations(&mut self, node: u8) {
+    /// What waited on `node`, now that it departed: answers to our requests, DEREFs and
+    /// asserts; migrations (ours to it failed, one to us from it opens without its answer);
+    /// its references.
+    fn forget_departed(&mut self, node: u8) {
         self.begun_exit.remove(&node);
         self.derefs_pending.retain(|(n, _)| *n != node);
         // Its answers will not come: what we sent it goes again to whoever masters it.
@@ -946,17 +979,13 @@ impl DlmCore {
             self.exited.insert(node);
         }
         // Mastery rounds waiting on it: they start over anyway (gen changed).
+        self.stop_waiting_in_masteries(node);
         let names: Vec<Vec<u8>> = self.res.keys().cloned().collect();
         for name in names {
-            let mut conclude = false;
             let mut grant = false;
             if let Some(r) = self.res.get_mut(&name) {
-                if let Some(m) = r.mastery.as_mut() {
-                    m.waiting.remove(&node);
-                    conclude = m.waiting.is_empty();
-                }
-                // The new master of a migration died before it asserted: its resource is
-                // recovered like the rest of what it mastered (the owner already names it).
+                // A migration to or from it will not finish: the resource stays with the old
+                // master, or is recovered with it.
                 if r.migrating.is_some_and(|(from, to)| to == node || from == node) {
                     r.migrating = None;
                 }
@@ -986,9 +1015,6 @@ impl DlmCore {
                     _ => {}
                 }
             }
-            if conclude {
-                self.conclude_mastery(&name);
-            }
             if grant {
                 self.grant(&name);
             }
@@ -996,7 +1022,7 @@ impl DlmCore {
         if self.round.is_some() {
             self.restart_round_if_waiting(node);
         }
-        self.forget_in_migrations(node);
+        self.forget_departed(node);
     }
 
     /// Mastery rounds stop waiting for `node`'s answer; those with no other answer to wait for
@@ -1255,20 +1281,8 @@ impl DlmCore {
                 node: me,
             });
         }
-        let lvb = r.lvb;
-        let chunks: Vec<Vec<MigratableLock>> = locks.chunks(DLM_MAX_MIGRATABLE_LOCKS).map(|c| c.to_vec()).collect();
-        let n = chunks.len();
         log::debug!("o2dlm: node {me} migrates {:?} to node {target}", String::from_utf8_lossy(name));
-        for (i, ch) in chunks.into_iter().enumerate() {
-            let msg = Msg::MigLockres {
-                master: me,
-                flags: DLM_MRES_MIGRATION | if i + 1 == n { DLM_MRES_ALL_DONE } else { 0 },
-                total_locks: total,
-                mig_cookie: 0,
-                name: name.to_vec(),
-                lvb,
-                locks: ch,
-            };
+        for msg in mig_lockres_msgs(me, 0, name, r.lvb, &locks, total, DLM_MRES_MIGRATION) {
             self.push(target, msg, Ctx::MigrationData { name: name.to_vec() });
         }
     }
@@ -1514,14 +1528,10 @@ impl DlmCore {
 
     fn take_op_status(&mut self, from: u8, cookie: u64, cancel: bool, status: i32) {
         if cancel {
-            if let Some(l) = self.locks.get_mut(&cookie) {
-                l.cancel_awaiting = None;
-            }
             self.on_cancel_status(cookie, status);
             return;
         }
         let Some(l) = self.locks.get_mut(&cookie) else { return };
-        l.op_awaiting = None;
         let name = l.name.clone();
         match status {
             status::DLM_NORMAL => {
@@ -2416,28 +2426,6 @@ impl DlmCore {
         }
     }
 
-    fn contribution_msgs(&self, dead: u8, round: u32, c: &Contribution, name: &[u8], flags: u8) -> Vec<Msg> {
-        let total = c.locks.len() as u32;
-        let mut msgs = Vec::new();
-        let mut chunks: Vec<&[MigratableLock]> = c.locks.chunks(DLM_MAX_MIGRATABLE_LOCKS).collect();
-        if chunks.is_empty() {
-            chunks.push(&[]);
-        }
-        let n = chunks.len();
-        for (i, ch) in chunks.into_iter().enumerate() {
-            msgs.push(Msg::MigLockres {
-                master: dead,
-                flags: flags | if i + 1 == n { DLM_MRES_ALL_DONE } else { 0 },
-                total_locks: total,
-                mig_cookie: u64::from(round),
-                name: name.to_vec(),
-                lvb: c.lvb,
-                locks: ch.to_vec(),
-            });
-        }
-        msgs
-    }
-
     fn on_lock_request(&mut self, from: u8, dead: u8, round: u32) -> i32 {
         if !self.is_member_state() && self.state != DomainState::Joining {
             return -libc::EINVAL;
@@ -2465,22 +2453,15 @@ impl DlmCore {
         let contributions = self.contributions(&set);
         self.reported = Some((from, contributions.iter().map(|(n, _)| n.clone()).collect()));
         for (name, c) in contributions {
-            msgs.extend(self.contribution_msgs(dead, round, &c, &name, DLM_MRES_RECOVERY));
+            let total = c.locks.len() as u32;
+            msgs.extend(mig_lockres_msgs(dead, u64::from(round), &name, c.lvb, &c.locks, total, DLM_MRES_RECOVERY));
         }
         // What we master because of a migration with a departed node: ours, not recovered.
         // Every member hears it first, so that no one keeps the departed node as its master.
         let claims = self.claims_for(&set);
         self.assert_claims(&claims);
         for name in claims {
-            msgs.push(Msg::MigLockres {
-                master: self.node,
-                flags: DLM_MRES_RECOVERY | DLM_MRES_ALL_DONE,
-                total_locks: 0,
-                mig_cookie: u64::from(round),
-                name,
-                lvb: ZERO_LVB,
-                locks: Vec::new(),
-            });
+            msgs.extend(mig_lockres_msgs(self.node, u64::from(round), &name, ZERO_LVB, &[], 0, DLM_MRES_RECOVERY));
         }
         for m in msgs {
             self.push(from, m, Ctx::Plain);
@@ -3701,12 +3682,20 @@ mod tests {
     /// We master "res" and hold EX on it beside a kernel node 0.
     fn we_master_res_at_ex() -> (DlmCore, LockId) {
         let mut c = beside_a_kernel();
-        let mine = c.lock(5, b"res", Mode::Ex, 0).unwrap();
-        c.drain();
-        c.reply(6, 0, DLM_MASTER_RESP_NO);
-        assert!(c.drain().iter().any(|a| matches!(a, Action::Granted { lock, .. } if *lock == mine)));
-        c.reply(6, 0, 0); // the assert
+        let mine = we_master(&mut c, 5, b"res");
         (c, mine)
+    }
+
+    /// Beside the kernel (node 0), we lock `name` at EX: the kernel answers our
+    /// MASTER_REQUEST NO, so we master it and grant ourselves at once.
+    fn we_master(c: &mut DlmCore, now: Millis, name: &[u8]) -> LockId {
+        let mine = c.lock(now, name, Mode::Ex, 0).unwrap();
+        sent_one(c, 0, DLM_MASTER_REQUEST_MSG);
+        c.reply(now + 1, 0, DLM_MASTER_RESP_NO);
+        let got = c.drain();
+        assert!(got.iter().any(|a| matches!(a, Action::Granted { lock, .. } if *lock == mine)), "{got:?}");
+        c.reply(now + 1, 0, 0); // the kernel's answer to our ASSERT_MASTER
+        mine
     }
 
     fn kernel_cancel(c: &mut DlmCore, now: Millis, cookie: u64) -> i32 {
@@ -3844,12 +3833,7 @@ mod tests {
     fn leaving_we_migrate_what_we_master_to_a_node_with_a_lock_before_we_exit() {
         let mut c = beside_a_kernel();
         // We master "mine" (the kernel says NO) and release an EX there with an LVB.
-        let id = c.lock(5, b"mine", Mode::Ex, 0).unwrap();
-        sent_one(&mut c, 0, DLM_MASTER_REQUEST_MSG);
-        c.reply(6, 0, DLM_MASTER_RESP_NO);
-        let got = c.drain();
-        assert!(got.iter().any(|a| matches!(a, Action::Granted { .. })), "{got:?}");
-        c.reply(6, 0, 0); // the kernel's answer to our ASSERT_MASTER
+        let id = we_master(&mut c, 5, b"mine");
         c.unlock(7, id, Some(&lvb("mine-v1"))).unwrap();
         c.drain();
         // The kernel takes PR there (it asks the LVB).
@@ -3924,12 +3908,7 @@ mod tests {
         assert_eq!(c.receive(6, 0, DLM_MASTER_REQUERY_MSG, &rq(b"res")), 0);
         assert_eq!(c.receive(6, 0, DLM_MASTER_REQUERY_MSG, &rq(b"unknown")), i32::from(DLM_LOCK_RES_OWNER_UNKNOWN));
         // "mine": the kernel answers NO, so we master it.
-        c.lock(7, b"mine", Mode::Ex, 0).unwrap();
-        sent_one(&mut c, 0, DLM_MASTER_REQUEST_MSG);
-        c.reply(8, 0, DLM_MASTER_RESP_NO);
-        c.drain();
-        c.reply(8, 0, 0);
-        c.drain();
+        we_master(&mut c, 7, b"mine");
         assert_eq!(c.receive(9, 0, DLM_MASTER_REQUERY_MSG, &rq(b"mine")), 1);
         let Msg::AssertMaster { flags, .. } = sent_one(&mut c, 0, DLM_ASSERT_MASTER_MSG) else { panic!() };
         assert_eq!(flags, DLM_ASSERT_MASTER_REQUERY);

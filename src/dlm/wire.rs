@@ -374,6 +374,16 @@ fn name_at(what: &'static str, b: &[u8], off: usize, len: u8, max: usize) -> Res
     Ok(b[off..off + len].to_vec())
 }
 
+/// A region or nodeinfo query of `len` bytes with its header filled in: node, count, domain.
+fn query_buf(len: usize, node_idx: u8, count: usize, domain: &[u8]) -> Vec<u8> {
+    let mut b = vec![0; len];
+    b[0] = node_idx;
+    b[1] = count as u8;
+    b[2] = domain.len().min(O2NM_MAX_NAME_LEN) as u8;
+    put_name(&mut b, 4, domain, O2NM_MAX_NAME_LEN);
+    b
+}
+
 fn lvb_at(b: &[u8], off: usize) -> Lvb {
     array::<DLM_LVB_LEN>(b, off)
 }
@@ -621,11 +631,7 @@ impl Msg {
             // The kernel sends the whole struct, table included; so do we.
             Msg::QueryRegion { node_idx, domain, regions } => {
                 let n = regions.len().min(O2NM_MAX_REGIONS);
-                let mut b = vec![0; QUERY_REGION_LEN];
-                b[0] = *node_idx;
-                b[1] = n as u8;
-                b[2] = domain.len().min(O2NM_MAX_NAME_LEN) as u8;
-                put_name(&mut b, 4, domain, O2NM_MAX_NAME_LEN);
+                let mut b = query_buf(QUERY_REGION_LEN, *node_idx, n, domain);
                 for (i, r) in regions.iter().take(n).enumerate() {
                     let o = QUERY_HEADER_LEN + i * O2HB_MAX_REGION_NAME_LEN;
                     b[o..o + O2HB_MAX_REGION_NAME_LEN].copy_from_slice(r);
@@ -634,11 +640,7 @@ impl Msg {
             }
             Msg::QueryNodeinfo { node_idx, domain, nodes } => {
                 let n = nodes.len().min(O2NM_MAX_NODES);
-                let mut b = vec![0; QUERY_NODEINFO_LEN];
-                b[0] = *node_idx;
-                b[1] = n as u8;
-                b[2] = domain.len().min(O2NM_MAX_NAME_LEN) as u8;
-                put_name(&mut b, 4, domain, O2NM_MAX_NAME_LEN);
+                let mut b = query_buf(QUERY_NODEINFO_LEN, *node_idx, n, domain);
                 for (i, ni) in nodes.iter().take(n).enumerate() {
                     let o = QUERY_HEADER_LEN + i * NODE_INFO_LEN;
                     b[o] = ni.num;
